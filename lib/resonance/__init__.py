@@ -1,0 +1,11 @@
+"""resonance: how alike two neural networks organise their representations.
+
+Modules (import what you need; heavy ones are not imported here):
+
+- ``paths``, ``seeding``, ``profiles``, ``store``, ``plots`` -- plumbing;
+- ``similarity``, ``topology``, ``metrics`` -- the measures;
+- ``data``, ``zoo``, ``activations``, ``train`` -- corpora, models and features;
+- ``experiments`` -- one module per notebook finding.
+"""
+
+__version__ = "0.1.0"
