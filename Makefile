@@ -77,7 +77,7 @@ test-offline: setup
 	unshare -n $(MAKE) --no-print-directory unit smoke nbval
 
 reproduce: setup-zoo
-	RESONANCE_RECOMPUTE=1 $(PY) -m resonance.notebooks --profile paper --in-place --force
+	$(PY) -m resonance.notebooks --profile paper --in-place --force
 	@$(MAKE) --no-print-directory paper
 
 figures: setup

@@ -8,9 +8,9 @@ A result lives in ``RESULTS/<name>/<profile>/``::
 
 ``cached(name, profile, config, compute)`` returns the stored bundle when the config hash
 matches, and otherwise runs ``compute(config) -> (tables, meta)`` and stores it. At the
-``paper`` profile a missing or stale result is an error unless ``force=True`` or the
-environment sets ``RESONANCE_RECOMPUTE=1`` (``make reproduce`` does): committed notebooks must
-re-run from committed results, never by a silent multi-hour recomputation.
+``paper`` profile a missing or stale result is an error unless ``force=True``. The environment
+variable ``RESONANCE_FORCE=1`` forces every computation (``make reproduce`` sets it): committed
+notebooks must re-run from committed results, never by a silent multi-hour recomputation.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def result_dir(name: str, profile: str) -> Path:
     return paths.RESULTS / name / check_profile(profile)
 
 
-def recompute_allowed() -> bool:
-    return os.environ.get("RESONANCE_RECOMPUTE", "") not in ("", "0")
+def force_from_env() -> bool:
+    """True when ``RESONANCE_FORCE`` asks every computation to run afresh."""
+    return os.environ.get("RESONANCE_FORCE", "") not in ("", "0")
 
 
 def cached(name: str, profile: str, config: Mapping[str, Any], compute: Compute, *,
@@ -100,12 +101,13 @@ def cached(name: str, profile: str, config: Mapping[str, Any], compute: Compute,
     cached run print identical numbers.
     """
     config = dict(config)
+    force = force or force_from_env()
     wanted = config_hash(config)
     folder = result_dir(name, profile)
     stored = _stored_hash(folder)
     if stored == wanted and not force:
         return load(name, profile)
-    if profile == "paper" and not (force or recompute_allowed()):
+    if profile == "paper" and not force:
         have = f"has config hash {stored}" if stored else "does not exist"
         raise StaleResultError(
             f"{folder.relative_to(paths.ROOT) if folder.is_relative_to(paths.ROOT) else folder} "
@@ -183,6 +185,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o644)  # mkstemp makes files private; results and caches are for everyone
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,0 +1,125 @@
+"""Render the write-up and the README's table of findings from ``results/``.
+
+``papers/paper.md.j2`` is a Jinja2 template; every number in it is written as
+``{{ cite("01_scale", "headline_key", ".3f") }}``, which reads ``meta.json`` of the paper-profile
+result and formats it. Nothing is typed in: ``make paper`` rewrites ``papers/paper.md`` and the
+block of ``README.md`` between the FINDINGS markers, and ``tests/test_paper.py`` fails when either
+differs from a fresh rendering.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import paths, store
+
+TEMPLATE = "paper.md.j2"
+README_BEGIN = "<!-- FINDINGS:BEGIN (rendered by `make paper`; do not edit) -->"
+README_END = "<!-- FINDINGS:END -->"
+
+
+@dataclass(frozen=True)
+class Finding:
+    notebook: str
+    question: str
+    result: str  # name of the result folder whose meta.json holds a "headline"
+
+
+FINDINGS = (
+    Finding("00_tour", "What does resonance mean here, and how is each measure used?", "00_tour"),
+    Finding("01_scale", "Does resonance depend on model size, and do medium models resonate "
+            "with large ones?", "01_scale"),
+    Finding("02_architecture", "Do architectures differ in topology yet resonate on semantics?",
+            "02_architecture"),
+    Finding("03_cross_modal", "Do text and vision models resonate?", "03_cross_modal"),
+    Finding("04_resonance_transformer", "Is the Resonance Transformer \"60 % smarter\"?",
+            "04_resonance_transformer"),
+    Finding("05_semantic_routing", "Does cosine-anchor (semantic resonance) routing beat "
+            "linear routing?", "05_semantic_routing"),
+    Finding("06_linear_connectivity", "Do linear maps between models carry steering vectors?",
+            "06_linear_connectivity"),
+    Finding("07_finetuning_topology", "Does topology change mostly early in fine-tuning?",
+            "07_finetuning_topology"),
+)
+
+
+class Citations:
+    """Formats cited numbers and remembers each citation (source, key, text)."""
+
+    def __init__(self, profile: str = "paper"):
+        self.profile = profile
+        self.cited: list[tuple[str, str, str]] = []
+
+    def meta(self, result: str) -> dict | None:
+        try:
+            return store.load(result, self.profile).meta
+        except FileNotFoundError:
+            return None
+
+    def __call__(self, result: str, key: str, fmt: str = "") -> str:
+        meta = self.meta(result)
+        if meta is None:
+            raise KeyError(f"the paper cites {result}/{key}, but results/{result}/{self.profile} "
+                           "does not exist; run its notebook (or `make reproduce`) first")
+        if key not in meta:
+            raise KeyError(f"results/{result}/{self.profile}/meta.json has no {key!r}; "
+                           f"it has {sorted(meta)}")
+        text = format(meta[key], fmt)
+        self.cited.append((result, key, text))
+        return text
+
+
+def render_paper(profile: str = "paper") -> tuple[str, Citations]:
+    cite = Citations(profile)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths.PAPERS),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    text = env.get_template(TEMPLATE).render(cite=cite, has_result=lambda r: cite.meta(r) is not None)
+    return text, cite
+
+
+def render_findings_table(profile: str = "paper") -> str:
+    cite = Citations(profile)
+    rows = ["| notebook | question | headline result |", "|---|---|---|"]
+    for finding in FINDINGS:
+        exists = (paths.NOTEBOOKS / f"{finding.notebook}.ipynb").exists()
+        meta = cite.meta(finding.result) if exists else None
+        if not exists:
+            headline = "*not written yet*"
+        elif meta is None or "headline" not in meta:
+            headline = "*not computed yet: `make reproduce`*"
+        else:
+            headline = meta["headline"]
+        link = f"[`{finding.notebook}`](notebooks/{finding.notebook}.ipynb)" if exists \
+            else f"`{finding.notebook}`"
+        rows.append(f"| {link} | {finding.question} | {headline} |")
+    return "\n".join(rows)
+
+
+def readme_with_findings(readme: str, table: str) -> str:
+    if README_BEGIN not in readme or README_END not in readme:
+        raise ValueError(f"README.md lacks the markers {README_BEGIN!r} … {README_END!r}")
+    head, rest = readme.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}"
+
+
+def main() -> int:
+    text, cite = render_paper()
+    out = paths.PAPERS / "paper.md"
+    with store.atomic_path(out) as tmp:
+        tmp.write_text(text)
+    readme = paths.ROOT / "README.md"
+    updated = readme_with_findings(readme.read_text(), render_findings_table())
+    with store.atomic_path(readme) as tmp:
+        tmp.write_text(updated)
+    print(f"wrote {out.relative_to(paths.ROOT)} ({len(cite.cited)} cited numbers) and the "
+          "README's findings table")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
