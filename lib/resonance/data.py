@@ -15,7 +15,8 @@ access file (format "EC02" of the Bible Retrieval System); the ``bible`` program
 ``bible-kjv`` is the only decoder, so :func:`load_text` runs ``bible -f gen1:1-rev22:21`` on the
 installed data file (0.05 s) and strips the verse references. Fortunes skip ``ascii-art``
 (pictures, not language) and any ``off/`` (offensive) folder; fortunes that are mostly not
-letters are dropped too. Any other corpus name is treated as a Hugging Face hub dataset
+letters are dropped too. Fortunes and glosses are de-duplicated (first occurrence kept), so no
+text is in both splits. Any other corpus name is treated as a Hugging Face hub dataset
 (``wikitext-103``, ``openwebtext`` or any ``path[:config]``), loaded lazily with ``datasets``
 (not a dependency: ``pip install datasets``) and needing the network the first time.
 
@@ -47,6 +48,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -127,29 +129,34 @@ def _units(name: str) -> list[str]:
     if name == "kjv":
         return [text for _, text in _kjv_verses()]
     if name == "fortunes":
-        return _fortunes()
+        return list(_fortunes(FORTUNES_DIR))
     if name == "wordnet":
-        return _wordnet_glosses()
+        return list(_wordnet_glosses(WORDNET_DIR))
     return [t for t in _hub_texts(name, "train") if t.strip()]
 
 
 _VERSE = re.compile(r"^([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)$")
 
 
-def _kjv_verses() -> list[tuple[str, str]]:
-    """``[(chapter id such as 'Ge1', verse text), ...]`` for all 31,102 verses."""
-    if not KJV_DATA.is_file():
-        raise _missing("kjv", f"no Bible text at {KJV_DATA}")
-    program = shutil.which(BIBLE_PROGRAM) if not Path(BIBLE_PROGRAM).is_absolute() \
-        else (BIBLE_PROGRAM if Path(BIBLE_PROGRAM).is_file() else None)
+def _kjv_verses() -> tuple[tuple[str, str], ...]:
+    """``((chapter id such as 'Ge1', verse text), ...)`` for all 31,102 verses."""
+    return _kjv_verses_at(KJV_DATA, BIBLE_PROGRAM)
+
+
+@lru_cache(maxsize=2)
+def _kjv_verses_at(data_file: Path, program_name: str) -> tuple[tuple[str, str], ...]:
+    if not data_file.is_file():
+        raise _missing("kjv", f"no Bible text at {data_file}")
+    program = shutil.which(program_name) if not Path(program_name).is_absolute() \
+        else (program_name if Path(program_name).is_file() else None)
     if program is None:
-        raise _missing("kjv", f"the decoder program {BIBLE_PROGRAM!r} is not on PATH")
+        raise _missing("kjv", f"the decoder program {program_name!r} is not on PATH")
     # -f: no pretty-printing, i.e. one "Ref text" line per verse; -p/-d: this data file only.
     out = subprocess.run(
-        [program, "-f", "-p", str(KJV_DATA.parent), "-d", KJV_DATA.name, "gen1:1-rev22:21"],
+        [program, "-f", "-p", str(data_file.parent), "-d", data_file.name, "gen1:1-rev22:21"],
         capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
-        raise RuntimeError(f"`bible` failed on {KJV_DATA} (exit {out.returncode}): "
+        raise RuntimeError(f"`bible` failed on {data_file} (exit {out.returncode}): "
                            f"{out.stderr.decode(errors='replace')[:500]}")
     verses = []
     for line in out.stdout.decode("utf-8", errors="replace").splitlines():
@@ -159,19 +166,20 @@ def _kjv_verses() -> list[tuple[str, str]]:
         book, chapter, _, text = match.groups()
         verses.append((f"{book}{chapter}", " ".join(text.split())))
     if len(verses) < 30000:
-        raise RuntimeError(f"`bible` returned only {len(verses)} verses from {KJV_DATA}; "
+        raise RuntimeError(f"`bible` returned only {len(verses)} verses from {data_file}; "
                            "is the bible-kjv-text package damaged? (reinstall it)")
-    return verses
+    return tuple(verses)
 
 
-def _fortunes() -> list[str]:
-    if not FORTUNES_DIR.is_dir():
-        raise _missing("fortunes", f"no folder {FORTUNES_DIR}")
-    files = sorted(p for p in FORTUNES_DIR.iterdir()
+@lru_cache(maxsize=2)
+def _fortunes(folder: Path) -> tuple[str, ...]:
+    if not folder.is_dir():
+        raise _missing("fortunes", f"no folder {folder}")
+    files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.is_symlink() and p.suffix == ""
                    and p.name not in FORTUNE_SKIP)  # .dat indexes and .u8 links skipped
     if not files:
-        raise _missing("fortunes", f"no fortune files in {FORTUNES_DIR}")
+        raise _missing("fortunes", f"no fortune files in {folder}")
     quotes = []
     for path in files:
         text = path.read_bytes().decode("utf-8", errors="replace")
@@ -181,13 +189,14 @@ def _fortunes() -> list[str]:
             if not visible or sum(c.isalpha() for c in visible) < 0.6 * len(visible):
                 continue  # empty, or ASCII art
             quotes.append(quote)
-    return quotes
+    return tuple(dict.fromkeys(quotes))  # some fortunes sit in several files
 
 
-def _wordnet_glosses() -> list[str]:
+@lru_cache(maxsize=2)
+def _wordnet_glosses(folder: Path) -> tuple[str, ...]:
     glosses = []
     for pos in ("noun", "verb", "adj", "adv"):
-        path = WORDNET_DIR / f"data.{pos}"
+        path = folder / f"data.{pos}"
         if not path.is_file():
             raise _missing("wordnet", f"no file {path}")
         with open(path, encoding="utf-8", errors="replace") as fh:
@@ -198,7 +207,7 @@ def _wordnet_glosses() -> list[str]:
                 gloss = gloss.strip()
                 if gloss:
                     glosses.append(gloss)
-    return glosses
+    return tuple(dict.fromkeys(glosses))  # a few synsets share a gloss word for word
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +385,10 @@ def tokenizer_hash(tok: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _default_tokenizer(corpus_name: str) -> Any:
+    return tokenizer(corpus_name)  # the module function (token_stream's argument shadows it)
+
+
 def token_stream(corpus_name: str, split: str = "train", tokenizer: Any = None) -> np.ndarray:
     """All token ids of a split as one ``int32`` array, each document followed by eos.
 
@@ -385,7 +398,7 @@ def token_stream(corpus_name: str, split: str = "train", tokenizer: Any = None) 
     """
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
-    tok = globals()["tokenizer"](corpus_name) if tokenizer is None else tokenizer
+    tok = _default_tokenizer(corpus_name) if tokenizer is None else tokenizer
     eos = tok.eos_token_id
     if eos is None:
         raise ValueError(f"tokenizer {getattr(tok, 'name_or_path', tok)!r} has no eos token; "
