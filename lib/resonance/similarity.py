@@ -1,0 +1,781 @@
+"""Representational similarity between paired representations of the same stimuli.
+
+Shapes: ``X: (n, d1)`` and ``Y: (n, d2)`` hold the same ``n`` stimuli (rows, same order);
+``d1 != d2`` is allowed. Gram matrices are ``(n, n)``. Inputs may be NumPy arrays, nested lists or
+torch tensors; everything is computed in float64 and returned as a Python float. Bad input (NaN/inf,
+mismatched ``n``, too few stimuli, ``n <= k``, constant input) raises ``ValueError`` naming the
+problem; no measure returns NaN. A single constant column (a dead unit) is allowed; a matrix whose
+rows are all identical is not.
+
+Invariances (transforms applied to the features of one side):
+
+=====================  ==========  ==========  ===========  ===========  ===================
+measure                orthogonal  isotropic   translation  feature      invertible linear
+                                   scaling                  permutation
+=====================  ==========  ==========  ===========  ===========  ===================
+cka (linear, rbf)      yes         yes         yes          yes          no
+mutual_knn, cknna      yes         yes         no (cosine)  yes          no
+svcca (keep=1.0)       yes         yes         yes          yes          yes (no if keep < 1)
+pwcca                  no          yes         yes          yes          no (correlations are)
+procrustes             yes         yes         yes          yes          no
+rsa (correlation)      no          yes         no           yes          no
+rsa (euclidean)        yes         yes         yes          yes          no
+linear_predictivity    yes         Y only      yes          yes          no
+=====================  ==========  ==========  ===========  ===========  ===================
+
+``MEASURES`` names them all, ``similarity`` calls one by name and ``similarity_matrix`` compares
+every layer of one model with every layer of another, preparing each layer (its Gram matrix,
+neighbour sets, subspace, ...) once and then pairing the prepared layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import linalg, stats
+from scipy.spatial.distance import pdist, squareform
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, cross_val_predict
+
+from resonance._checks import as_matrix, not_constant, paired
+
+__all__ = [
+    "linear_gram", "rbf_gram", "center_gram", "hsic", "cka", "MinibatchCKA", "mutual_knn", "cknna",
+    "svcca", "pwcca", "procrustes_distance", "rsa", "linear_predictivity", "Measure", "MEASURES",
+    "similarity", "similarity_matrix",
+]
+
+# Relative size below which a self-HSIC counts as zero (round-off of a degenerate kernel).
+_SELF_HSIC_RTOL = 1e-12
+# Gram entries per layer in one band of rows (16 MiB of float64) when pairing layers band by band;
+# bands of a few hundred rows keep the band GEMMs about as efficient as one whole-Gram product.
+_BAND_ELEMENTS = 2**21
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+def _validated(X: Any, name: str) -> np.ndarray:
+    """``X`` as a finite, non-constant float64 ``(n, d)`` matrix."""
+    return not_constant(as_matrix(X, name), name)
+
+
+def _validated_pair(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = paired(X, Y)
+    return not_constant(X, "X"), not_constant(Y, "Y")
+
+
+def _require_rows(X: np.ndarray, needed: int, why: str, name: str) -> None:
+    if X.shape[0] < needed:
+        raise ValueError(f"{name} has {X.shape[0]} stimuli but {why} needs at least {needed}")
+
+
+def _require_choice(value: str, options: Sequence[str], what: str) -> None:
+    if value not in options:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {list(options)}")
+
+
+def _centred(X: np.ndarray) -> np.ndarray:
+    return X - X.mean(axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Gram matrices and HSIC
+# --------------------------------------------------------------------------------------------
+
+def linear_gram(X: np.ndarray) -> np.ndarray:
+    """Linear kernel ``K = X Xᵀ``: ``(n, d) -> (n, n)``, float64."""
+    X = np.asarray(X, dtype=np.float64)
+    return X @ X.T
+
+
+def rbf_gram(X: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+    """RBF kernel ``exp(-|xi - xj|² / (2 sigma²))``, ``(n, d) -> (n, n)``.
+
+    ``sigma = threshold * median pairwise Euclidean distance`` (off-diagonal pairs; Kornblith et
+    al.'s code takes the median over the full matrix, diagonal zeros included -- a negligible
+    difference for large ``n``). Raises when that median is 0.
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    X = np.asarray(X, dtype=np.float64)
+    sq_norms = np.einsum("ij,ij->i", X, X)
+    sq_dist = sq_norms[:, None] + sq_norms[None, :] - 2.0 * linear_gram(X)
+    np.maximum(sq_dist, 0.0, out=sq_dist)
+    np.fill_diagonal(sq_dist, 0.0)
+    median = float(np.median(np.sqrt(squareform(sq_dist, checks=False))))
+    if median == 0.0:
+        raise ValueError("median pairwise distance is 0 (over half the stimulus pairs coincide), "
+                         "so the RBF bandwidth is undefined; deduplicate the stimuli")
+    return np.exp(sq_dist / (-2.0 * (threshold * median) ** 2))
+
+
+def center_gram(K: np.ndarray) -> np.ndarray:
+    """Double-centred Gram ``H K H`` with ``H = I - 11ᵀ/n``: ``(n, n) -> (n, n)``."""
+    K = np.asarray(K, dtype=np.float64)
+    return K - K.mean(axis=0, keepdims=True) - K.mean(axis=1, keepdims=True) + K.mean()
+
+
+@dataclass(frozen=True)
+class _HsicTerms:
+    """One Gram matrix reduced to what HSIC needs, so it can be paired many times cheaply."""
+
+    matrix: np.ndarray      # centred Gram (biased) or Gram with zeroed diagonal (debiased)
+    transposed: np.ndarray  # matrix.T, C-contiguous; the same object when the matrix is symmetric
+    row_sums: np.ndarray
+    col_sums: np.ndarray
+    total: float
+    debiased: bool
+
+
+def _hsic_terms(K: np.ndarray, debiased: bool, *, symmetric: bool = True,
+                centred: bool = False) -> _HsicTerms:
+    """Prepare a float64 ``K`` (``centred``: already ``H K H``, e.g. the Gram of centred
+    features). Debiased terms zero the diagonal of ``K`` in place: pass a matrix you own."""
+    if debiased:
+        matrix = K
+        np.fill_diagonal(matrix, 0.0)
+    else:
+        matrix = K if centred else center_gram(K)
+    transposed = matrix if symmetric else np.ascontiguousarray(matrix.T)
+    row_sums = matrix.sum(axis=1)
+    col_sums = row_sums if symmetric else matrix.sum(axis=0)
+    return _HsicTerms(matrix, transposed, row_sums, col_sums, float(row_sums.sum()), debiased)
+
+
+def _hsic_from_terms(a: _HsicTerms, b: _HsicTerms, trace: float | None = None) -> float:
+    """HSIC from prepared terms; ``trace`` = ``tr(A B)`` when the caller already has it."""
+    n = a.matrix.shape[0]
+    if trace is None:
+        trace = float(np.vdot(a.matrix, b.transposed))
+    if not a.debiased:
+        return trace / (n - 1) ** 2
+    return (trace + a.total * b.total / ((n - 1) * (n - 2))
+            - 2.0 * float(a.col_sums @ b.row_sums) / (n - 2)) / (n * (n - 3))
+
+
+def hsic(K: np.ndarray, L: np.ndarray, debiased: bool = False) -> float:
+    """HSIC of two ``(n, n)`` kernel matrices.
+
+    Biased: ``tr(K H L H) / (n-1)²`` (Gretton et al. 2005). Debiased: the unbiased estimator of
+    Song et al. 2012, eq. 5, with ``K~``, ``L~`` the Gram matrices with zeroed diagonals:
+    ``[tr(K~L~) + 1ᵀK~1 1ᵀL~1 / ((n-1)(n-2)) - 2/(n-2) 1ᵀK~L~1] / (n(n-3))``; needs ``n >= 4``.
+    ``K``, ``L`` need not be symmetric (CKNNA uses masked, asymmetric ones).
+    """
+    K, L = as_matrix(K, "K"), as_matrix(L, "L")
+    if K.shape[0] != K.shape[1] or K.shape != L.shape:
+        raise ValueError(f"K and L must be square and of equal shape, got {K.shape} and {L.shape}")
+    if debiased:
+        _require_rows(K, 4, "the unbiased HSIC estimator", "K")
+    return _hsic_from_terms(_hsic_terms(K.copy(), debiased, symmetric=False),
+                            _hsic_terms(L.copy(), debiased, symmetric=False))
+
+
+def _checked_self_hsic(value: float, scale: float, name: str) -> float:
+    """Refuse a (numerically) non-positive self-HSIC instead of letting CKA become NaN.
+
+    In exact arithmetic the unbiased self-HSIC of a symmetric kernel is >= 0 (it is the squared
+    norm of the U-centred Gram, Székely & Rizzo 2014). It is 0 -- and round-off makes it slightly
+    negative, the NaNs reported for other libraries -- when the kernel has no structure beyond its
+    diagonal, e.g. an RBF bandwidth far below the typical distance, or too few stimuli.
+    """
+    if value <= _SELF_HSIC_RTOL * scale:
+        raise ValueError(
+            f"self-HSIC of {name} is {value:.3g} (<= 0 up to round-off): its kernel carries no "
+            "structure the estimator can normalise by; use more stimuli, a larger RBF threshold, "
+            "or the biased estimator")
+    return value
+
+
+def _cka_ratio(cross: float, self_x: float, self_y: float) -> float:
+    return float(np.clip(cross / (np.sqrt(self_x) * np.sqrt(self_y)), -1.0, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# CKA
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _GramLayer:
+    terms: _HsicTerms
+    self_hsic: float
+
+
+def _gram_layer(X: np.ndarray, name: str = "X", kernel: str = "linear", threshold: float = 1.0,
+                debiased: bool = False) -> _GramLayer:
+    """One layer's (centred / diagonal-free) Gram and self-HSIC, computed once."""
+    _require_choice(kernel, ("linear", "rbf"), "kernel")
+    _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
+    X = _centred(X)
+    K = linear_gram(X) if kernel == "linear" else rbf_gram(X, threshold)
+    terms = _hsic_terms(K, debiased, centred=kernel == "linear")
+    n, trace = X.shape[0], float(np.vdot(terms.matrix, terms.matrix))
+    scale = trace / (n * (n - 3) if debiased else (n - 1) ** 2)
+    return _GramLayer(terms, _checked_self_hsic(_hsic_from_terms(terms, terms, trace), scale, name))
+
+
+def _pair_gram_layers(a: _GramLayer, b: _GramLayer) -> float:
+    return _cka_ratio(_hsic_from_terms(a.terms, b.terms), a.self_hsic, b.self_hsic)
+
+
+def _frobenius_products(mats_a: list[np.ndarray], mats_b: list[np.ndarray]) -> np.ndarray:
+    """``<A_i, B_j>_F`` for all pairs of ``(n, n)`` matrices, ``(len a, len b)``.
+
+    One GEMM per band of rows, so every matrix is streamed from memory once instead of once per
+    pair (pairing is memory-bound: 144 separate dot products re-read 2 x 144 Grams).
+    """
+    n = mats_a[0].shape[0]
+    rows = max(1, _BAND_ELEMENTS // n)
+    products = np.zeros((len(mats_a), len(mats_b)))
+    for start in range(0, n, rows):
+        band_a = np.stack([M[start:start + rows].ravel() for M in mats_a])
+        band_b = np.stack([M[start:start + rows].ravel() for M in mats_b])
+        products += band_a @ band_b.T
+    return products
+
+
+def _pair_gram_blocks(layers_a: list[_GramLayer], layers_b: list[_GramLayer]) -> np.ndarray:
+    """``_pair_gram_layers`` for every pair, with the Gram inner products batched."""
+    traces = _frobenius_products([a.terms.matrix for a in layers_a],
+                                 [b.terms.matrix for b in layers_b])
+    return np.array([[_cka_ratio(_hsic_from_terms(a.terms, b.terms, traces[i, j]),
+                                 a.self_hsic, b.self_hsic)
+                      for j, b in enumerate(layers_b)] for i, a in enumerate(layers_a)])
+
+
+def _debiased_feature_term(cross: float, sq_rows_x: np.ndarray, sq_rows_y: np.ndarray) -> float:
+    """``n(n-3)`` times the unbiased HSIC of the linear Grams of centred X and Y, from features.
+
+    With centred features ``K 1 = 0``, so ``K~ 1 = -diag(K)`` and Song et al.'s estimator reduces
+    to ``|XᵀY|² - n/(n-2) diag(K)·diag(L) + tr K tr L / ((n-1)(n-2))`` (Kornblith et al.'s code).
+    """
+    n = sq_rows_x.shape[0]
+    return (cross - n / (n - 2) * float(sq_rows_x @ sq_rows_y)
+            + sq_rows_x.sum() * sq_rows_y.sum() / ((n - 1) * (n - 2)))
+
+
+@dataclass(frozen=True)
+class _LinearLayer:
+    features: np.ndarray  # (n, d) centred
+    sq_norms: np.ndarray  # (n,) diagonal of the centred linear Gram
+    debiased: bool
+    name: str
+
+
+def _linear_layer(X: np.ndarray, name: str = "X", debiased: bool = False) -> _LinearLayer:
+    _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
+    features = _centred(X)
+    return _LinearLayer(features, np.einsum("ij,ij->i", features, features), debiased, name)
+
+
+def _linear_hsic(product: float, a: _LinearLayer, b: _LinearLayer) -> float:
+    """HSIC (up to a common factor) from ``<K_a, K_b>_F`` of the centred linear Grams."""
+    return _debiased_feature_term(product, a.sq_norms, b.sq_norms) if a.debiased else product
+
+
+def _linear_self_hsic(product: float, a: _LinearLayer) -> float:
+    return _checked_self_hsic(_linear_hsic(product, a, a), product, a.name)
+
+
+def _linear_cka_features(X: np.ndarray, Y: np.ndarray, debiased: bool) -> float:
+    """Linear CKA in feature space, ``|YᵀX|² / (|XᵀX| |YᵀY|)`` on centred features: O(n d1 d2)."""
+    a, b = _linear_layer(X, "X", debiased), _linear_layer(Y, "Y", debiased)
+    cross = float(np.sum((a.features.T @ b.features) ** 2))
+    self_a = _linear_self_hsic(float(np.sum((a.features.T @ a.features) ** 2)), a)
+    self_b = _linear_self_hsic(float(np.sum((b.features.T @ b.features) ** 2)), b)
+    return _cka_ratio(_linear_hsic(cross, a, b), self_a, self_b)
+
+
+def _gram_band(X: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into ``out``; the part right of the
+    diagonal block is scaled by √2 so that, summed over bands, inner products of bands equal
+    Frobenius products of the full symmetric Grams."""
+    np.matmul(X[start:stop], X[start:].T, out=out)
+    out[:, stop - start:] *= np.sqrt(2.0)
+    return out
+
+
+def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer],
+                          same: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``<K_i, L_j>_F`` for all pairs plus the self products ``<K_i, K_i>``, ``<L_j, L_j>``.
+
+    Each layer's Gram is computed once, one band of rows of its upper triangle at a time, into a
+    reused buffer: no n×n matrix is ever held, and every band is paired with all other layers'
+    bands in one GEMM while it is hot.
+    """
+    layers = layers_a if same else layers_a + layers_b
+    n = layers[0].features.shape[0]
+    rows = min(max(1, _BAND_ELEMENTS // n), n)
+    buffer = np.empty((len(layers), rows * n))
+    cross = np.zeros((len(layers_a), len(layers_b)))
+    selfs = np.zeros(len(layers))
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        bands = buffer[:, :(stop - start) * (n - start)]
+        for layer, band in zip(layers, bands):
+            _gram_band(layer.features, start, stop, band.reshape(stop - start, n - start))
+        selfs += np.einsum("ij,ij->i", bands, bands)
+        cross += bands[:len(layers_a)] @ bands[len(layers) - len(layers_b):].T
+    return cross, selfs[:len(layers_a)], selfs[len(layers) - len(layers_b):]
+
+
+def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]) -> np.ndarray:
+    """Linear CKA for every pair of prepared layers, ``(len a, len b)``."""
+    cross, products_a, products_b = _banded_gram_products(layers_a, layers_b,
+                                                          layers_b is layers_a)
+    self_a = [_linear_self_hsic(p, a) for p, a in zip(products_a, layers_a)]
+    self_b = [_linear_self_hsic(p, b) for p, b in zip(products_b, layers_b)]
+    return np.array([[_cka_ratio(_linear_hsic(cross[i, j], a, b), self_a[i], self_b[j])
+                      for j, b in enumerate(layers_b)] for i, a in enumerate(layers_a)])
+
+
+def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
+        debiased: bool = False) -> float:
+    """Centred kernel alignment (Kornblith et al. 2019) of ``X: (n, d1)`` and ``Y: (n, d2)``.
+
+    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold)``
+    per matrix. ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
+    independent data where the biased value is inflated at small n, and can be slightly negative).
+    Linear CKA with ``d1, d2 < n`` is computed in feature space; otherwise from Gram matrices.
+
+    Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
+    to general invertible linear maps. Meaningless for n < 3 (n < 4 debiased). A non-positive
+    debiased self-HSIC (degenerate kernel) raises ``ValueError`` instead of returning NaN.
+    """
+    X, Y = _validated_pair(X, Y)
+    if kernel == "linear" and max(X.shape[1], Y.shape[1]) < X.shape[0]:
+        return _linear_cka_features(X, Y, debiased)
+    return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased),
+                             _gram_layer(Y, "Y", kernel, threshold, debiased))
+
+
+class MinibatchCKA:
+    """Minibatch debiased linear CKA (Nguyen et al. 2021) for ``n`` too large for one Gram.
+
+    ``update(X_batch: (b, d1), Y_batch: (b, d2))`` adds one minibatch (``b >= 4``, same stimuli in
+    both); ``value()`` returns ``mean_b HSIC1(K_b, L_b) / sqrt(mean_b HSIC1(K_b, K_b) mean_b
+    HSIC1(L_b, L_b))`` with HSIC1 the unbiased estimator. Same invariances as ``cka``.
+    """
+
+    def __init__(self) -> None:
+        self._cross = self._self_x = self._self_y = 0.0
+        self._batches = 0
+
+    def update(self, X_batch: Any, Y_batch: Any) -> MinibatchCKA:
+        X, Y = _validated_pair(X_batch, Y_batch)
+        _require_rows(X, 4, "a minibatch of debiased CKA", "X_batch")
+        a = _hsic_terms(linear_gram(_centred(X)), debiased=True)
+        b = _hsic_terms(linear_gram(_centred(Y)), debiased=True)
+        self._cross += _hsic_from_terms(a, b)
+        self._self_x += _hsic_from_terms(a, a)
+        self._self_y += _hsic_from_terms(b, b)
+        self._batches += 1
+        return self
+
+    def value(self) -> float:
+        if not self._batches:
+            raise ValueError("MinibatchCKA has seen no minibatch yet; call update() first")
+        return _cka_ratio(self._cross, _checked_self_hsic(self._self_x, 0.0, "X"),
+                          _checked_self_hsic(self._self_y, 0.0, "Y"))
+
+
+# --------------------------------------------------------------------------------------------
+# Nearest-neighbour measures (Huh et al. 2024, "The Platonic Representation Hypothesis")
+# --------------------------------------------------------------------------------------------
+
+def _clamp_outliers(X: np.ndarray, quantile: float) -> np.ndarray:
+    """Clamp at ``±t``, ``t`` = mean over stimuli of the ``quantile`` of ``|x_i|`` (their
+    ``remove_outliers``, default non-exact mode; they apply it to all layers of a model at once,
+    here it is per matrix)."""
+    if not 0 < quantile <= 1:
+        raise ValueError(f"clamp_quantile must be in (0, 1], got {quantile}")
+    threshold = float(np.quantile(np.abs(X), quantile, axis=1).mean())
+    return np.clip(X, -threshold, threshold)
+
+
+def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> np.ndarray:
+    if clamp_quantile is not None:
+        X = _clamp_outliers(X, clamp_quantile)
+    norms = np.linalg.norm(X, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"{name} has {int((norms == 0).sum())} all-zero rows (after clamping): "
+                         "their cosine neighbours are undefined")
+    return X / norms[:, None]
+
+
+def _cosine_gram_and_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None,
+                                name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine Gram ``(n, n)`` and the indices ``(n, k)`` of each row's k nearest others."""
+    if not (isinstance(k, (int, np.integer)) and k >= 1):
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if X.shape[0] <= k:
+        raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={X.shape[0]}")
+    gram = linear_gram(_unit_rows(X, clamp_quantile, name))
+    scores = gram.copy()
+    np.fill_diagonal(scores, -np.inf)
+    return gram, np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+
+def _knn_layer(X: np.ndarray, name: str = "X", k: int = 10,
+               clamp_quantile: float | None = None) -> np.ndarray:
+    """Sorted codes ``i * n + j`` of the (stimulus, neighbour) pairs of one layer."""
+    _, neighbours = _cosine_gram_and_neighbours(X, k, clamp_quantile, name)
+    n = X.shape[0]
+    return np.sort((np.arange(n)[:, None] * n + neighbours).ravel())
+
+
+def _pair_knn_layers(a: np.ndarray, b: np.ndarray) -> float:
+    return np.intersect1d(a, b, assume_unique=True).size / a.size
+
+
+def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+    """Mutual k-NN alignment of Huh et al. 2024: ``mean_i |N_k^X(i) ∩ N_k^Y(i)| / k``.
+
+    Rows are L2-normalised, neighbours ranked by inner product (cosine), self excluded. With
+    ``clamp_quantile`` (they use 0.95) features are first clamped as in their ``remove_outliers``.
+    Chance level is about ``k / (n - 1)``; identical inputs give 1.
+
+    Invariant to orthogonal transforms (without clamping), isotropic scaling and feature
+    permutation; not to translation (cosine is measured from the origin). Needs ``n > k``.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_knn_layers(_knn_layer(X, "X", k, clamp_quantile),
+                            _knn_layer(Y, "Y", k, clamp_quantile))
+
+
+@dataclass(frozen=True)
+class _NeighbourLayer:
+    gram: np.ndarray        # (n, n) cosine similarities
+    neighbours: np.ndarray  # (n, n) bool, row i marks the k nearest neighbours of i
+    self_hsic: float
+
+
+def _masked_hsic(K: np.ndarray, L: np.ndarray, mask: np.ndarray) -> float:
+    return _hsic_from_terms(_hsic_terms(K * mask, True, symmetric=False),
+                            _hsic_terms(L * mask, True, symmetric=False))
+
+
+def _cknna_layer(X: np.ndarray, name: str = "X", k: int = 10,
+                 clamp_quantile: float | None = None) -> _NeighbourLayer:
+    if not (isinstance(k, (int, np.integer)) and k >= 2):
+        raise ValueError(f"CKNNA needs k >= 2, got {k!r}")
+    gram, indices = _cosine_gram_and_neighbours(X, k, clamp_quantile, name)
+    mask = np.zeros(gram.shape, dtype=bool)
+    np.put_along_axis(mask, indices, True, axis=1)
+    self_hsic = _masked_hsic(gram, gram, mask)
+    n = X.shape[0]
+    scale = float(np.sum((gram * mask) ** 2)) / (n * (n - 3))
+    return _NeighbourLayer(gram, mask, _checked_self_hsic(self_hsic, scale, name))
+
+
+def _pair_cknna_layers(a: _NeighbourLayer, b: _NeighbourLayer) -> float:
+    cross = _masked_hsic(a.gram, b.gram, a.neighbours & b.neighbours)
+    return _cka_ratio(cross, a.self_hsic, b.self_hsic)
+
+
+def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+    """CKNNA of Huh et al. 2024 (``metrics.py``, ``unbiased=True``): CKA restricted to pairs that
+    are mutual k-nearest neighbours.
+
+    Rows are L2-normalised; ``K``, ``L`` are the cosine Grams; ``M_X[i, j] = 1`` when ``j`` is one
+    of the k nearest neighbours of ``i`` in X (self excluded). Value =
+    ``HSIC1(M∘K, M∘L) / sqrt(HSIC1(M_X∘K, M_X∘K) HSIC1(M_Y∘L, M_Y∘L))`` with ``M = M_X∘M_Y`` and
+    HSIC1 the unbiased estimator applied to the (asymmetric) masked matrices. Their code adds
+    1e-6 to the denominator; here it is left out (so identical inputs give exactly 1) and a
+    non-positive self term raises. Slightly asymmetric in X and Y. Same invariances as
+    ``mutual_knn``; needs ``k >= 2`` and ``n > k``.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_cknna_layers(_cknna_layer(X, "X", k, clamp_quantile),
+                              _cknna_layer(Y, "Y", k, clamp_quantile))
+
+
+# --------------------------------------------------------------------------------------------
+# CCA family
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Subspace:
+    basis: np.ndarray     # (n, r) orthonormal basis of the kept principal directions
+    features: np.ndarray  # (n, d) centred features
+
+
+def _components_to_keep(singular_values: np.ndarray, keep: float | int, name: str) -> int:
+    rank = singular_values.size
+    if isinstance(keep, (int, np.integer)) and not isinstance(keep, bool):
+        if not 1 <= keep <= rank:
+            raise ValueError(f"keep={keep} components requested but {name} has rank {rank}")
+        return int(keep)
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be a variance fraction in (0, 1] or a component count, "
+                         f"got {keep!r}")
+    explained = np.cumsum(singular_values ** 2) / np.sum(singular_values ** 2)
+    return min(int(np.searchsorted(explained, keep)) + 1, rank)
+
+
+def _subspace(X: np.ndarray, name: str = "X", keep: float | int = 1.0) -> _Subspace:
+    """Principal subspace of centred ``X`` holding ``keep`` (variance fraction or count)."""
+    features = _centred(X)
+    U, s, _ = linalg.svd(features, full_matrices=False)
+    rank = int(np.sum(s > s[0] * max(X.shape) * np.finfo(np.float64).eps))
+    r = _components_to_keep(s[:rank], keep, name)
+    return _Subspace(U[:, :r], features)
+
+
+def _canonical_svd(a: _Subspace, b: _Subspace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SVD ``U diag(rho) Vᵀ`` of ``Qxᵀ Qy``; ``rho`` are the canonical correlations."""
+    n, r1, r2 = a.basis.shape[0], a.basis.shape[1], b.basis.shape[1]
+    if r1 + r2 >= n:
+        raise ValueError(
+            f"CCA is meaningless here: X keeps {r1} and Y keeps {r2} dimensions of {n - 1} "
+            f"centred ones, so {r1 + r2 - n + 1} canonical correlations are 1 by construction; "
+            "use more stimuli or fewer dimensions (svcca keep=...)")
+    U, rho, Vt = linalg.svd(a.basis.T @ b.basis, full_matrices=False)
+    return U, np.clip(rho, 0.0, 1.0), Vt
+
+
+def _pair_svcca(a: _Subspace, b: _Subspace) -> float:
+    return float(_canonical_svd(a, b)[1].mean())
+
+
+def svcca(X: Any, Y: Any, keep: float | int = 0.99) -> float:
+    """SVCCA (Raghu et al. 2017): mean canonical correlation between the principal subspaces.
+
+    ``keep`` is a fraction of variance (float in (0, 1]) or a number of components (int) kept per
+    matrix after centring. Invariant to orthogonal transforms, isotropic scaling, translation and
+    feature permutation; with ``keep=1.0`` (plain CCA) to every invertible linear map. Meaningless
+    (raises) when the kept dimensions sum to ``>= n``.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_svcca(_subspace(X, "X", keep), _subspace(Y, "Y", keep))
+
+
+def _pair_pwcca(a: _Subspace, b: _Subspace) -> float:
+    U, rho, Vt = _canonical_svd(a, b)
+    if a.features.shape[1] <= b.features.shape[1]:
+        variates, features = a.basis @ U, a.features
+    else:
+        variates, features = b.basis @ Vt.T, b.features
+    weights = np.abs(variates.T @ features).sum(axis=1)
+    return float(weights @ rho / weights.sum())
+
+
+def pwcca(X: Any, Y: Any) -> float:
+    """Projection-weighted CCA (Morcos et al. 2018): ``sum_i a_i rho_i`` over canonical pairs.
+
+    ``a_i ∝ sum_j |<h_i, x_j>|``, with ``h_i`` the unit canonical variates and ``x_j`` the centred
+    features of the side with fewer features (X on ties; the reference code uses uncentred ones).
+    Invariant to isotropic scaling, translation and feature permutation; the correlations are
+    invariant to invertible linear maps but the weights are not (so neither is PWCCA, nor to
+    rotations). Meaningless (raises) when ``rank X + rank Y >= n``.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_pwcca(_subspace(X, "X"), _subspace(Y, "Y"))
+
+
+# --------------------------------------------------------------------------------------------
+# Procrustes, RSA, linear predictivity
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Shape:
+    matrix: np.ndarray  # centred, unit Frobenius norm
+    form: str
+
+
+def _shape(X: np.ndarray, name: str = "X", form: str = "angular") -> _Shape:
+    _require_choice(form, ("angular", "euclidean"), "Procrustes form")
+    features = _centred(X)
+    return _Shape(features / np.linalg.norm(features), form)
+
+
+def _pair_shapes(a: _Shape, b: _Shape) -> float:
+    nuclear = min(float(linalg.svdvals(a.matrix.T @ b.matrix).sum()), 1.0)
+    if a.form == "angular":
+        return float(np.arccos(nuclear))
+    return float(np.sqrt(2.0 - 2.0 * nuclear))
+
+
+def procrustes_distance(X: Any, Y: Any, form: str = "angular") -> float:
+    """Orthogonal Procrustes shape distance (Williams et al. 2021) -- a distance, 0 = same shape.
+
+    Both matrices are centred and scaled to unit Frobenius norm; the smaller is implicitly
+    zero-padded (padding leaves ``|XᵀY|_*`` unchanged). ``form="angular"`` (default):
+    ``arccos |XᵀY|_*`` in ``[0, pi/2]``, a metric on shapes; ``"euclidean"``:
+    ``min_Q |X - YQ|_F = sqrt(2 - 2 |XᵀY|_*)`` in ``[0, sqrt 2]``. Invariant to orthogonal
+    transforms, isotropic scaling, translation and feature permutation; not to invertible linear.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_shapes(_shape(X, "X", form), _shape(Y, "Y", form))
+
+
+def _rdm(X: np.ndarray, name: str = "X", metric: str = "correlation",
+         method: str = "spearman") -> np.ndarray:
+    """Upper triangle of the RDM, as ranks for Spearman (Spearman = Pearson of ranks)."""
+    _require_choice(method, ("spearman", "pearson"), "RSA method")
+    _require_rows(X, 3, "RSA", name)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rdm = pdist(X, metric)
+    if not np.isfinite(rdm).all():
+        raise ValueError(f"{name}: metric {metric!r} is undefined for some stimulus pairs (e.g. "
+                         "'correlation' on a row whose features are all equal)")
+    if np.ptp(rdm) == 0:
+        raise ValueError(f"{name}: all pairwise dissimilarities are equal, so the RDM has no "
+                         "variance to correlate")
+    return stats.rankdata(rdm) if method == "spearman" else rdm
+
+
+def _pair_rdms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def rsa(X: Any, Y: Any, metric: str = "correlation", method: str = "spearman") -> float:
+    """Representational similarity analysis: rank (or Pearson) correlation of the two RDMs.
+
+    RDM = ``scipy.spatial.distance.pdist(X, metric)`` (upper triangle, ``n(n-1)/2`` entries).
+    With ``metric="correlation"``: invariant to isotropic scaling and feature permutation, not to
+    rotations or translation (each stimulus is centred over its features); with
+    ``"euclidean"``/``"cosine"``, see the module table. Needs ``n >= 3``.
+    """
+    X, Y = _validated_pair(X, Y)
+    return _pair_rdms(_rdm(X, "X", metric, method), _rdm(Y, "Y", metric, method))
+
+
+def linear_predictivity(X: Any, Y: Any, alpha: float = 1.0, folds: int = 5, seed: int = 0) -> float:
+    """Held-out R² of ridge regression from ``X: (n, d1)`` to ``Y: (n, d2)``. Asymmetric.
+
+    Out-of-fold predictions from ``folds``-fold shuffled CV (``seed``), scored with
+    ``r2_score(multioutput="variance_weighted")`` = ``1 - |Y - Ŷ|² / |Y - Ȳ|²``; can be < 0.
+    Invariant to orthogonal transforms of X or Y, translation, feature permutation and isotropic
+    scaling of Y; not to scaling X (the penalty ``alpha`` is absolute) nor invertible linear maps.
+    """
+    X, Y = _validated_pair(X, Y)
+    if not (isinstance(folds, (int, np.integer)) and folds >= 2):
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    _require_rows(X, 2 * folds, f"{folds}-fold linear predictivity", "X")
+    cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(Ridge(alpha=alpha), X, Y, cv=cv)
+    return float(r2_score(Y, predicted, multioutput="variance_weighted"))
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measure:
+    """A named measure. ``compute(X, Y, **kw)`` gives one value. When ``prepare`` (``(X, name,
+    **kw) -> state``) is set the measure factorises per layer and ``similarity_matrix`` prepares
+    each layer once, then pairs states with ``pair_block`` (``(states_a, states_b) -> (len a,
+    len b)`` values, all pairs at once) when set, else with ``pair`` (``(state_a, state_b) ->
+    value``)."""
+
+    compute: Callable[..., float]
+    prepare: Callable[..., Any] | None = None
+    pair: Callable[[Any, Any], float] | None = None
+    symmetric: bool = True
+    higher_is_similar: bool = True
+    pair_block: Callable[[list[Any], list[Any]], np.ndarray] | None = None
+
+
+MEASURES: dict[str, Measure] = {
+    "cka_linear": Measure(partial(cka, kernel="linear", debiased=False),
+                          partial(_linear_layer, debiased=False), pair_block=_linear_cka_block),
+    "cka_linear_debiased": Measure(partial(cka, kernel="linear", debiased=True),
+                                   partial(_linear_layer, debiased=True),
+                                   pair_block=_linear_cka_block),
+    "cka_rbf": Measure(partial(cka, kernel="rbf"), partial(_gram_layer, kernel="rbf"),
+                       _pair_gram_layers, pair_block=_pair_gram_blocks),
+    "mutual_knn": Measure(mutual_knn, _knn_layer, _pair_knn_layers),
+    "cknna": Measure(cknna, _cknna_layer, _pair_cknna_layers, symmetric=False),
+    "svcca": Measure(svcca, _subspace, _pair_svcca),
+    "pwcca": Measure(pwcca, _subspace, _pair_pwcca, symmetric=False),
+    "procrustes": Measure(procrustes_distance, _shape, _pair_shapes, higher_is_similar=False),
+    "rsa": Measure(rsa, _rdm, _pair_rdms),
+    "linear_predictivity": Measure(linear_predictivity, symmetric=False),
+}
+
+
+def _measure(name: str) -> Measure:
+    if name not in MEASURES:
+        raise ValueError(f"unknown measure {name!r}; known measures: {sorted(MEASURES)}")
+    return MEASURES[name]
+
+
+def similarity(X: Any, Y: Any, measure: str, **kw: Any) -> float:
+    """``MEASURES[measure]`` applied to ``X: (n, d1)``, ``Y: (n, d2)`` with keyword options."""
+    return _measure(measure).compute(X, Y, **kw)
+
+
+Layers = Sequence[Any] | Mapping[Any, Any]
+
+
+def _named_layers(layers: Layers, label: str) -> tuple[list[Any], list[np.ndarray]]:
+    names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
+    arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
+    if not arrays:
+        raise ValueError(f"{label} holds no layers")
+    return names, [_validated(X, f"{label}[{name!r}]") for name, X in zip(names, arrays)]
+
+
+def _depth(index: int, count: int) -> float:
+    return index / (count - 1) if count > 1 else 0.0
+
+
+def _pair_values(spec: Measure, arrays_a: list[np.ndarray], arrays_b: list[np.ndarray],
+                 same: bool, kw: dict[str, Any]) -> np.ndarray:
+    """Values ``(len a, len b)``; each layer prepared once. With ``pair_block`` all prepared
+    layers of both sides are held at once; otherwise B's layers are prepared one at a time."""
+    if spec.prepare is None:
+        prepare, pair = (lambda X, name: X), partial(spec.compute, **kw)
+    else:
+        prepare, pair = partial(spec.prepare, **kw), spec.pair
+    upper_only = same and spec.symmetric
+    states_a = [prepare(X, name=f"layers_a[{i}]") for i, X in enumerate(arrays_a)]
+    if spec.pair_block is not None:
+        states_b = states_a if same else [prepare(Y, name=f"layers_b[{j}]")
+                                          for j, Y in enumerate(arrays_b)]
+        return spec.pair_block(states_a, states_b)
+    values = np.empty((len(arrays_a), len(arrays_b)))
+    for j, Y in enumerate(arrays_b):
+        state_b = states_a[j] if same else prepare(Y, name=f"layers_b[{j}]")
+        for i in range(j + 1 if upper_only else len(arrays_a)):
+            values[i, j] = pair(states_a[i], state_b)
+    if upper_only:
+        lower = np.tril_indices_from(values, -1)
+        values[lower] = values.T[lower]
+    return values
+
+
+def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_linear_debiased",
+                      **kw: Any) -> pd.DataFrame:
+    """``measure`` between every layer of ``layers_a`` and every layer of ``layers_b``.
+
+    Layers are lists (names = indices) or dicts ``name -> (n, d_l)`` arrays, all over the same
+    ``n`` stimuli. Returns one row per pair with columns ``layer_a, layer_b, depth_a, depth_b,
+    measure, value``; depth = layer index / (layer count - 1), 0 for a single layer. Factorised
+    measures compute each layer's Gram / neighbour sets / subspace once; pass the same object
+    twice (``layers_b is layers_a``) to reuse it and, for symmetric measures, halve the pairs.
+    Linear CKA never holds an ``(n, n)`` Gram: each layer's Gram is built once in row bands and
+    paired while hot. RBF CKA holds every layer's ``(n, n)`` float64 Gram at once
+    (``8 n² (La + Lb)`` bytes); for very large n use ``MinibatchCKA``.
+    """
+    spec = _measure(measure)
+    same = layers_b is layers_a
+    names_a, arrays_a = _named_layers(layers_a, "layers_a")
+    names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b")
+    counts = {X.shape[0] for X in arrays_a + arrays_b}
+    if len(counts) > 1:
+        raise ValueError(f"all layers must hold the same stimuli, got row counts {sorted(counts)}")
+    values = _pair_values(spec, arrays_a, arrays_b, same, kw)
+    rows = [(name_a, name_b, _depth(i, len(names_a)), _depth(j, len(names_b)), measure,
+             float(values[i, j]))
+            for i, name_a in enumerate(names_a) for j, name_b in enumerate(names_b)]
+    return pd.DataFrame(rows, columns=["layer_a", "layer_b", "depth_a", "depth_b", "measure",
+                                       "value"])
