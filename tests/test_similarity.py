@@ -473,3 +473,13 @@ def test_unknown_names_list_the_options(related):
         S.cka(X, Y, kernel="poly")
     with pytest.raises(ValueError, match="no minibatch"):
         S.MinibatchCKA().value()
+
+
+def test_pwcca_keep_makes_wide_layers_comparable():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((40, 100))
+    with pytest.raises(ValueError, match="meaningless"):
+        S.pwcca(X, X @ rng.standard_normal((100, 100)))
+    assert S.pwcca(X, X, keep=5) == pytest.approx(1.0)
+    table = S.similarity_matrix([X], [X[:, ::-1]], "pwcca", keep=5)
+    assert table["value"].iloc[0] == pytest.approx(1.0)

@@ -122,3 +122,13 @@ def test_unknown_profile_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="unknown profile"):
         store.cached("demo", "fast", {}, _compute([]))
     assert pick("hub", {"smoke": 1, "paper": 2}) == 2
+
+
+def test_meta_numpy_scalars_and_undefined_numbers(results):
+    import numpy as np
+
+    def compute(config):
+        return {}, {"n": np.int64(3), "x": np.float32(0.5), "ci": float("nan"), "l": [np.inf]}
+
+    bundle = store.cached("demo", "smoke", {}, compute)
+    assert bundle.meta == {"n": 3, "x": 0.5, "ci": None, "l": [None]}

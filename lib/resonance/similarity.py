@@ -566,8 +566,11 @@ def _pair_pwcca(a: _Subspace, b: _Subspace) -> float:
     return float(weights @ rho / weights.sum())
 
 
-def pwcca(X: Any, Y: Any) -> float:
+def pwcca(X: Any, Y: Any, keep: float | int = 1.0) -> float:
     """Projection-weighted CCA (Morcos et al. 2018): ``sum_i a_i rho_i`` over canonical pairs.
+
+    ``keep`` reduces each side to its principal subspace first, as in :func:`svcca` (1.0 = plain
+    PWCCA); needed whenever the features outnumber the stimuli.
 
     ``a_i ∝ sum_j |<h_i, x_j>|``, with ``h_i`` the unit canonical variates and ``x_j`` the centred
     features of the side with fewer features (X on ties; the reference code uses uncentred ones).
@@ -576,7 +579,7 @@ def pwcca(X: Any, Y: Any) -> float:
     rotations). Meaningless (raises) when ``rank X + rank Y >= n``.
     """
     X, Y = _validated_pair(X, Y)
-    return _pair_pwcca(_subspace(X, "X"), _subspace(Y, "Y"))
+    return _pair_pwcca(_subspace(X, "X", keep), _subspace(Y, "Y", keep))
 
 
 # --------------------------------------------------------------------------------------------

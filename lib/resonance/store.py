@@ -3,7 +3,8 @@
 A result lives in ``RESULTS/<name>/<profile>/``::
 
     provenance.json   config, config hash, git commit, package versions, machine, wall time
-    meta.json         scalars (headline numbers, verdicts) -- what the paper cites
+    meta.json         scalars (headline numbers, verdicts) -- what the paper cites; an
+                      undefined number (NaN, e.g. a CI from one seed) is stored as null
     <table>.csv       tidy tables
 
 ``cached(name, profile, config, compute)`` returns the stored bundle when the config hash
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -145,7 +147,9 @@ def load(name: str, profile: str) -> Bundle:
     for csv in sorted(folder.glob("*.csv")):
         try:
             tables[csv.stem] = pd.read_csv(csv, float_precision="round_trip")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        except pd.errors.EmptyDataError:  # a table with no columns (nothing at this profile)
+            tables[csv.stem] = pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise CorruptResultError(
                 f"{csv} cannot be read ({err}); delete {folder} or re-run with force=True"
             ) from None
@@ -193,8 +197,22 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _jsonable(value: Any) -> Any:
+    """JSON-ready copy: NumPy scalars become Python ones, NaN/inf become null (undefined)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _write_json(path: Path, obj: Mapping) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
+    path.write_text(text + "\n")
 
 
 def _read_json(path: Path) -> dict:

@@ -1,0 +1,59 @@
+"""Small statistics used to report results: intervals over seeds and effect sizes."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as _stats
+
+
+def mean_ci(values: Sequence[float], ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of independent values (e.g. one per seed).
+
+    With a single value the interval is (nan, nan): one seed says nothing about seed noise.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("mean_ci needs at least one value")
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(_stats.t.ppf((1 + ci) / 2, values.size - 1) * values.std(ddof=1)
+                 / np.sqrt(values.size))
+    return mean, mean - half, mean + half
+
+
+def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
+    """Hedges' g (bias-corrected standardised mean difference a − b)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("Hedges' g needs at least two values per group")
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
+                     / (a.size + b.size - 2))
+    if pooled == 0:
+        return float("inf") * np.sign(a.mean() - b.mean()) if a.mean() != b.mean() else 0.0
+    correction = 1 - 3 / (4 * (a.size + b.size) - 9)
+    return float((a.mean() - b.mean()) / pooled * correction)
+
+
+def diff_ci(a: Sequence[float], b: Sequence[float], ci: float = 0.95) -> tuple[float, float, float]:
+    """Difference of means a − b with a Welch confidence interval."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(_stats.t.ppf((1 + ci) / 2, dof) * se)
+    return diff, diff - half, diff + half
+
+
+def fmt(value: float | None, spec: str = ".2f") -> str:
+    """Format a number for a report; undefined ones (None, NaN) print as "n/a"."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return format(value, spec)
