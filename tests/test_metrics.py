@@ -120,3 +120,14 @@ def test_positional_resonance_per_position():
     out = metrics.positional_resonance(A, B, np.repeat(np.arange(3), 30), "cka_linear")
     assert out.position.tolist() == [0, 1, 2]
     assert out.value.iloc[0] == pytest.approx(1.0) and out.value.iloc[1] < 0.5
+
+
+def test_interval_is_centred_on_the_value_for_size_dependent_measures():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((80, 6))
+    Y = X + 0.5 * rng.standard_normal((80, 6))
+    table = metrics.global_resonance(X, Y, ["mutual_knn", "cka_linear_debiased"], n_boot=30,
+                                     n_null=5).set_index("measure")
+    for row in table.itertuples():
+        assert row.ci_low < row.value < row.ci_high
+        assert row.value - row.ci_low == pytest.approx(row.ci_high - row.value)

@@ -8,4 +8,10 @@ Modules (import what you need; heavy ones are not imported here):
 - ``experiments`` -- one module per notebook finding.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# tqdm.auto (imported by transformers) warns in notebooks without ipywidgets; progress bars are
+# off in notebooks anyway, and the warning would land in nbval-compared stderr.
+warnings.filterwarnings("ignore", message="IProgress not found")

@@ -2,7 +2,8 @@
 
 ``papers/paper.md.j2`` is a Jinja2 template; every number in it is written as
 ``{{ cite("01_scale", "headline_key", ".3f") }}``, which reads ``meta.json`` of the paper-profile
-result and formats it. Nothing is typed in: ``make paper`` rewrites ``papers/paper.md`` and the
+result and formats it; ``meta("01_scale")`` gives the whole dict for conditional wording
+(a verdict sentence chosen by the data, not typed). Nothing is typed in: ``make paper`` rewrites ``papers/paper.md`` and the
 block of ``README.md`` between the FINDINGS markers, and ``tests/test_paper.py`` fails when either
 differs from a fresh rendering.
 """
@@ -68,7 +69,7 @@ class Citations:
         if key not in meta:
             raise KeyError(f"results/{result}/{self.profile}/meta.json has no {key!r}; "
                            f"it has {sorted(meta)}")
-        text = format(meta[key], fmt)
+        text = "n/a" if meta[key] is None else format(meta[key], fmt)
         self.cited.append((result, key, text))
         return text
 
@@ -77,7 +78,8 @@ def render_paper(profile: str = "paper") -> tuple[str, Citations]:
     cite = Citations(profile)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths.PAPERS),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    text = env.get_template(TEMPLATE).render(cite=cite, has_result=lambda r: cite.meta(r) is not None)
+    text = env.get_template(TEMPLATE).render(cite=cite, meta=cite.meta,
+                                             has_result=lambda r: cite.meta(r) is not None)
     return text, cite
 
 
