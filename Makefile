@@ -66,12 +66,12 @@ unit: setup
 
 # Every notebook, smoke profile, into build/ (results and figures too: the tree stays clean).
 smoke: setup
-	RESONANCE_RESULTS=build/smoke/results RESONANCE_FIGURES=build/smoke/figures \
+	RESONANCE_RESULTS=$(CURDIR)/build/smoke/results RESONANCE_FIGURES=$(CURDIR)/build/smoke/figures \
 		$(PY) -m resonance.notebooks --profile smoke --output build/smoke
 
 # The committed notebooks re-run from committed results; outputs compared as text.
 nbval: setup
-	RESONANCE_FIGURES=build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
+	RESONANCE_FIGURES=$(CURDIR)/build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name python3
 
 # The test suite with networking disabled (needs root or user namespaces).
