@@ -32,6 +32,7 @@ from scipy import stats as _stats
 
 from . import similarity, topology
 from ._checks import paired
+from .stats import gaussian_like
 
 DIVERGENCES = ("rtd", "persistence_distance")
 PAIRING_FREE = ("persistence_distance",)
@@ -61,13 +62,6 @@ def _measure(name: str, kwargs: Mapping[str, Any]) -> _Measure:
         known = sorted(similarity.MEASURES) + list(DIVERGENCES)
         raise ValueError(f"unknown measure {name!r}; known: {', '.join(known)}")
     return _Measure(name, fn, name in DIVERGENCES, "gaussian" if name in PAIRING_FREE else "shuffle")
-
-
-def gaussian_like(Y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An isotropic Gaussian cloud with Y's shape, mean and total variance."""
-    centred = Y - Y.mean(0)
-    scale = np.sqrt((centred ** 2).sum() / centred.size)
-    return Y.mean(0) + rng.standard_normal(Y.shape) * scale
 
 
 def _estimate(X: np.ndarray, Y: np.ndarray, measure: _Measure, n_boot: int, n_null: int,

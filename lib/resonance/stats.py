@@ -8,6 +8,15 @@ import numpy as np
 from scipy import stats as _stats
 
 
+def gaussian_like(Y: np.ndarray, rng: np.random.Generator, n_rows: int | None = None) -> np.ndarray:
+    """Null cloud: an isotropic Gaussian ``(n_rows or n, d)`` with ``Y: (n, d)``'s mean and
+    total variance (mean squared distance to the centroid)."""
+    centred = Y - Y.mean(0)
+    scale = np.sqrt((centred ** 2).sum() / centred.size)
+    shape = (Y.shape[0] if n_rows is None else n_rows, Y.shape[1])
+    return Y.mean(0) + rng.standard_normal(shape) * scale
+
+
 def mean_ci(values: Sequence[float], ci: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of independent values (e.g. one per seed).
 

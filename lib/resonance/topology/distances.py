@@ -23,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from .._checks import not_constant, paired
+from ..stats import gaussian_like
 from .persistence import as_diagram, min_points, ripser_distance_matrix, scaled_distances, _check_maxdim
 
 DIAGRAM_METRICS = ("wasserstein", "bottleneck")
@@ -117,20 +118,14 @@ def _prepare(X, Y, dim, max_points, n_subsamples):
     return dim, X, Y
 
 
-def _gaussian_like(Z: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """Isotropic Gaussian ``(m, d)`` with the mean squared radius of ``Z (n, d)``."""
-    sigma = np.sqrt(np.mean((Z - Z.mean(axis=0)) ** 2))
-    return rng.normal(scale=sigma, size=(m, Z.shape[1]))
-
-
 def _null(X, Y, dgx, dgy, dim, metric, order, quantile, cloud_metric, m, n_null, seed):
     rng = np.random.default_rng([seed, 1])
     null = np.empty(n_null)
     for k in range(n_null):
         vals = []
         for dx, dy in zip(dgx, dgy):
-            gy = _diagram(_gaussian_like(Y, m, rng), dim, quantile, cloud_metric)
-            gx = _diagram(_gaussian_like(X, m, rng), dim, quantile, cloud_metric)
+            gy = _diagram(gaussian_like(Y, rng, m), dim, quantile, cloud_metric)
+            gx = _diagram(gaussian_like(X, rng, m), dim, quantile, cloud_metric)
             vals.append(0.5 * (diagram_distance(dx, gy, metric, order)
                                + diagram_distance(gx, dy, metric, order)))
         null[k] = np.mean(vals)
