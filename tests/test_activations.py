@@ -32,7 +32,7 @@ def test_minilm_shapes(minilm):
     acts = extract(minilm, _texts(), cache=False)
     assert acts.layer_ids == list(range(7)) and len(acts.layers) == minilm.n_layers + 1
     assert all(a.shape == (len(TEXTS), 384) and a.dtype == np.float32 for a in acts.layers)
-    assert len(acts) == len(TEXTS) and acts.model == "minilm" and acts.pool == "mean"
+    assert acts.n_items == len(TEXTS) and len(acts) == len(acts.layers) and acts.model == "minilm" and acts.pool == "mean"
     assert acts.stimuli_key == _texts().key
     picked = extract(minilm, _texts(), layers=[0, -1], cache=False)
     assert picked.layer_ids == [0, 6]

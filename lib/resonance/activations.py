@@ -64,7 +64,8 @@ class Activations:
             raise KeyError(f"layer {layer} was not extracted; have {ids}") from None
 
     def __len__(self) -> int:
-        return self.n_items
+        """The number of layers, like iteration (``n_items`` counts the stimuli)."""
+        return len(self.layers)
 
     def __iter__(self):
         return iter(self.layers)
