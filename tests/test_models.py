@@ -173,3 +173,14 @@ def test_register_custom_family():
             models.register(name, builder)
     finally:
         models._REGISTRY.pop(name, None)
+
+
+def test_matched_shape_matches_gpt2_params_at_same_depth():
+    gpt2 = models.matched_shape("gpt2", 128, 3)
+    assert (gpt2["d_model"], gpt2["n_layers"]) == (128, 3)
+    for family in ("llama", "gru"):
+        shape = models.matched_shape(family, 128, 3)
+        assert shape["n_layers"] == 3
+        assert abs(shape["params"] / gpt2["params"] - 1) < 0.15
+    assert models.matched_shape("gru", 128, 3)["n_heads"] is None
+    assert models.matched_shape("gru", 128, 3, matched_to=None)["d_model"] == 128

@@ -54,7 +54,8 @@ from torch import nn
 
 __all__ = [
     "FAMILIES", "LADDER", "build", "register", "families", "param_count", "count_params",
-    "default_heads", "llama_intermediate", "matched_width", "size_ladder", "GRULM", "GRUConfig",
+    "default_heads", "llama_intermediate", "matched_width", "matched_shape", "size_ladder",
+    "GRULM", "GRUConfig",
 ]
 
 FAMILIES = ("gpt2", "llama", "gru")
@@ -335,19 +336,29 @@ def size_ladder(family: str = "gpt2", n_sizes: int = 5, *, vocab_size: int = 409
         index = [0]
     else:
         index = sorted({round(i * (len(LADDER) - 1) / (n_sizes - 1)) for i in range(n_sizes)})
-    rungs = []
-    for i in index:
-        d, L = LADDER[i]
-        heads: int | None = default_heads(d)
-        if matched_to is not None and matched_to != family:
-            target = count_params(matched_to, vocab_size, d, L, context)
-            d = matched_width(family, target, L, vocab_size, context,
-                              multiple_of=8 if family == "gru" else 32)
-            heads = default_heads(d) if family in ("gpt2", "llama") else None
-        if family == "gru":
-            heads = None
-        rungs.append(dict(rung=i, family=family, d_model=d, n_layers=L, n_heads=heads,
-                          params=count_params(family, vocab_size, d, L, context),
-                          non_embedding_params=count_params(family, vocab_size, d, L, context,
-                                                            non_embedding=True)))
-    return rungs
+    return [{"rung": i, **matched_shape(family, *LADDER[i], vocab_size=vocab_size,
+                                          context=context, matched_to=matched_to)}
+            for i in index]
+
+
+def matched_shape(family: str, d_model: int, n_layers: int, *, vocab_size: int = 4096,
+                  context: int = 128, matched_to: str | None = "gpt2") -> dict[str, Any]:
+    """The ``family`` model matching a ``matched_to`` model of width ``d_model`` and depth
+    ``n_layers`` in parameter count (same depth, width from :func:`matched_width`).
+
+    Returns ``{family, d_model, n_layers, n_heads, params, non_embedding_params}``;
+    ``matched_to=None`` (or the family itself) keeps the shape as it is.
+    """
+    d, L = d_model, n_layers
+    heads: int | None = default_heads(d)
+    if matched_to is not None and matched_to != family:
+        target = count_params(matched_to, vocab_size, d, L, context)
+        d = matched_width(family, target, L, vocab_size, context,
+                          multiple_of=8 if family == "gru" else 32)
+        heads = default_heads(d)
+    if family == "gru":
+        heads = None
+    return dict(family=family, d_model=d, n_layers=L, n_heads=heads,
+                params=count_params(family, vocab_size, d, L, context),
+                non_embedding_params=count_params(family, vocab_size, d, L, context,
+                                                  non_embedding=True))

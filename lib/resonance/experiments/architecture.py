@@ -2,7 +2,8 @@
 
 ResonAI (seed 000) claims that "models with different architectures have distinguishable
 topological features, but they can still resonate on high-level semantic tasks". Both halves
-are tested on the same WordNet concept sentences:
+are tested on the same WordNet concept words (bare words: 00_tour shows that in template
+sentences the template, not the concept, dominates the geometry):
 
 - **Distinguishable topology.** Every layer's cloud is cut into disjoint, concept-stratified
   stimulus subsets; each subset gives the 41-feature persistence summary plus Mapper graph
@@ -14,8 +15,9 @@ are tested on the same WordNet concept sentences:
   median pairwise distance, and a scale-only feature set (norms and spreads).
 - **Shared semantics.** Debiased linear CKA, mutual k-NN and RTD between every pair of models
   along relative depth, split into within-architecture pairs (same family, different seeds:
-  the seed ceiling) and across-architecture pairs; within-concept (local) CKA too; and the best
-  monotone layer map between models of different depth.
+  the seed ceiling) and across-architecture pairs; within-concept (local) CKA too, per concept
+  and against a within-concept shuffled null; and the best monotone layer map between models
+  of different depth.
 
 Every cloud is mean-centred first (decoder LMs' mean-pooled vectors carry a large shared
 offset from the first token, which would otherwise dominate cosine neighbourhoods; CKA,
@@ -41,6 +43,7 @@ from ..store import Bundle
 from .common import RECIPE, profile_config
 
 NAME = "02_architecture"
+VERSION = 2  # 2: bare-word stimuli, GPT-2 shape shared with 01_scale, per-concept local CKA
 
 # Short names and architecture labels of the pretrained models (zoo name -> short name).
 PRETRAINED = {"minilm": "minilm", "mpnet": "mpnet", "smollm2-135m": "smollm2",
@@ -50,16 +53,19 @@ ARCHITECTURE = {"minilm": "BERT encoder", "mpnet": "MPNet encoder",
                 "gpt2": "GPT-2 (in-house)", "llama": "Llama (in-house)", "gru": "GRU (in-house)"}
 
 SIZES = {
-    # smoke: the smallest ladder rung, the smoke recipe, 2 seeds, MiniLM only.
-    "smoke": {"families": ["gpt2", "llama", "gru"], "rung": 0, "n_seeds": 2,
+    # smoke: a tiny GPT-2 shape (shared with 01_scale's smoke ladder), the smoke recipe,
+    # 2 seeds, MiniLM only. ``shape`` is the GPT-2 (d_model, n_layers); the other families
+    # get the same depth and the width that matches its parameter count.
+    "smoke": {"families": ["gpt2", "llama", "gru"], "shape": [32, 2], "n_seeds": 2,
               "pretrained": ["minilm"], "n_per_concept": 10, "n_subsets": 2, "n_perm": 49,
               "n_boot": 200, "knn_k": 10, "rtd_size": 50, "rtd_subsamples": 1,
               "pretrained_depths": 5,
               "map_pairs": [["minilm", "gpt2-s0"], ["gpt2-s0", "llama-s0"],
                             ["gpt2-s0", "gru-s0"], ["gpt2-s0", "gpt2-s1"]],
               "recipe": RECIPE["smoke"]},
-    # paper: the ladder rung d=128, L=4 (shared with 01_scale), 3 seeds, four pretrained models.
-    "paper": {"families": ["gpt2", "llama", "gru"], "rung": 2, "n_seeds": 3,
+    # paper: GPT-2 d=128, L=3 (a rung of 01_scale's ladder, so its three trained seeds are
+    # shared), 3 seeds, four pretrained models.
+    "paper": {"families": ["gpt2", "llama", "gru"], "shape": [128, 3], "n_seeds": 3,
               "pretrained": ["minilm", "mpnet", "smollm2-135m", "gemma3-270m"],
               "n_per_concept": 20, "n_subsets": 4, "n_perm": 199, "n_boot": 1000,
               "knn_k": 10, "rtd_size": 100, "rtd_subsamples": 2, "pretrained_depths": 11,
@@ -81,7 +87,7 @@ MAPPER_FEATURES = ("mapper_nodes", "mapper_edges", "mapper_components", "mapper_
 
 
 def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides: Any) -> Bundle:
-    config = profile_config(SIZES, profile, seed, overrides)
+    config = profile_config(SIZES, profile, seed, overrides, VERSION)
     validate_config(config)
     return store.cached(NAME, profile, config, compute, force=force)
 
@@ -106,9 +112,11 @@ def validate_config(config: Mapping[str, Any]) -> None:
     if not isinstance(config["n_seeds"], int) or config["n_seeds"] < 2:
         raise ValueError(f"n_seeds must be an integer >= 2 (grouped-by-seed cross-validation and "
                          f"the within-architecture seed ceiling need two), got {config['n_seeds']!r}")
-    if not 0 <= config["rung"] < len(models.LADDER):
-        raise ValueError(f"rung must index models.LADDER (0..{len(models.LADDER) - 1}), "
-                         f"got {config['rung']!r}")
+    shape = config["shape"]
+    if (len(shape) != 2 or not all(isinstance(v, int) and v >= 1 for v in shape)
+            or shape[0] % 8):
+        raise ValueError(f"shape must be [d_model, n_layers] with d_model a multiple of 8, "
+                         f"got {shape!r}")
     bad = [p for p in config["pretrained"] if p not in PRETRAINED]
     if bad:
         raise ValueError(f"unknown pretrained models {bad}; choose from {sorted(PRETRAINED)}")
@@ -306,12 +314,11 @@ def _load_models(config: dict, stims) -> tuple[dict, pd.DataFrame]:
     """Per model: list of centred layer clouds; plus a table describing each model."""
     from .common import inhouse_model
     clouds, rows = {}, []
-    rung = models.LADDER[config["rung"]]
+    d_gpt2, n_layers = config["shape"]
     for family in config["families"]:
-        shape = [r for r in models.size_ladder(family, len(models.LADDER),
-                                               vocab_size=config["recipe"]["vocab_size"],
-                                               context=config["recipe"]["context"])
-                 if r["rung"] == config["rung"]][0]
+        shape = models.matched_shape(family, d_gpt2, n_layers,
+                                     vocab_size=config["recipe"]["vocab_size"],
+                                     context=config["recipe"]["context"])
         for i in range(config["n_seeds"]):
             s = config["seed"] + i
             zm, trained = inhouse_model(family, shape["d_model"], shape["n_layers"], s,
@@ -323,7 +330,7 @@ def _load_models(config: dict, stims) -> tuple[dict, pd.DataFrame]:
                          "d_model": shape["d_model"], "n_layers": shape["n_layers"],
                          "params": int(models.param_count(zm.module)),
                          "val_ppl": float(trained.history["val_ppl"].iloc[-1]),
-                         "ladder_shape": f"d{rung[0]}-L{rung[1]}"})
+                         "matched_to": f"gpt2 d{d_gpt2}-L{n_layers}"})
     for full in config["pretrained"]:
         zm = zoo.load(full)
         acts = activations.extract(zm, stims)
@@ -331,7 +338,7 @@ def _load_models(config: dict, stims) -> tuple[dict, pd.DataFrame]:
         clouds[name] = [centred(a) for a in acts.layers]
         rows.append({"model": name, "arch": name, "source": "pretrained", "seed": -1,
                      "d_model": int(acts.layers[-1].shape[1]), "n_layers": len(acts.layers) - 1,
-                     "params": int(zm.n_params), "val_ppl": float("nan"), "ladder_shape": ""})
+                     "params": int(zm.n_params), "val_ppl": float("nan"), "matched_to": ""})
     return clouds, pd.DataFrame(rows)
 
 
@@ -391,56 +398,85 @@ def _classification(features: pd.DataFrame, config: dict) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows), pd.concat(importance, ignore_index=True)
 
 
-def _pair_rows(name_a: str, name_b: str, A: list, B: list, depths: Sequence[float],
-               labels: np.ndarray, config: dict, rng: np.random.Generator) -> list[dict]:
+def local_cka_rows(X: np.ndarray, Y: np.ndarray, labels: np.ndarray,
+                   rng: np.random.Generator) -> list[dict]:
+    """Per concept: debiased CKA of that concept's stimuli in ``X`` and ``Y`` (both ``(n, d)``,
+    same rows), and its null with ``Y``'s rows shuffled *within* the concept."""
     rows = []
-    concepts = sorted(set(labels.tolist()))
-    for t, i, j in zip(depths, depth_layers(len(A) - 1, depths), depth_layers(len(B) - 1, depths)):
-        X, Y = A[i], B[j]
-        perm = rng.permutation(len(X))
-        values = {
-            "cka": similarity.similarity(X, Y, "cka_linear_debiased"),
-            "mutual_knn": similarity.similarity(X, Y, "mutual_knn", k=config["knn_k"]),
-            "rtd": topology.rtd(X, Y, subsample_size=config["rtd_size"],
-                                n_subsamples=config["rtd_subsamples"], seed=config["seed"]),
-            "local_cka": float(np.mean([
-                similarity.similarity(X[labels == c], Y[labels == c], "cka_linear_debiased")
-                for c in concepts])),
-        }
-        nulls = {
-            "cka": similarity.similarity(X, Y[perm], "cka_linear_debiased"),
-            "mutual_knn": similarity.similarity(X, Y[perm], "mutual_knn", k=config["knn_k"]),
-            "rtd": topology.rtd(X, Y[perm], subsample_size=config["rtd_size"],
-                                n_subsamples=config["rtd_subsamples"], seed=config["seed"]),
-            "local_cka": float("nan"),
-        }
-        for measure, value in values.items():
-            rows.append({"model_a": name_a, "model_b": name_b, "depth": float(t), "layer_a": i,
-                         "layer_b": j, "measure": measure, "value": float(value),
-                         "null": float(nulls[measure])})
+    for concept in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == concept)
+        Xc, Yc = X[idx], Y[idx]
+        rows.append({"concept": concept,
+                     "value": similarity.similarity(Xc, Yc, "cka_linear_debiased"),
+                     "null": similarity.similarity(Xc, Yc[rng.permutation(len(idx))],
+                                                   "cka_linear_debiased")})
     return rows
 
 
-def _resonance(clouds: dict, info: pd.DataFrame, labels: np.ndarray, config: dict):
+def _pair_rows(name_a: str, name_b: str, A: list, B: list, depths: Sequence[float],
+               labels: np.ndarray, config: dict,
+               rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
+    """Global measures per depth (value and shuffled-pair null), and local CKA per concept."""
+    rows, local = [], []
+    for t, i, j in zip(depths, depth_layers(len(A) - 1, depths), depth_layers(len(B) - 1, depths)):
+        X, Y = A[i], B[j]
+        perm = rng.permutation(len(X))
+        where = {"model_a": name_a, "model_b": name_b, "depth": float(t), "layer_a": i,
+                 "layer_b": j}
+        concepts = [{**where, **r} for r in local_cka_rows(X, Y, labels, rng)]
+        local += concepts
+        rtd = dict(subsample_size=config["rtd_size"], n_subsamples=config["rtd_subsamples"],
+                   seed=config["seed"])
+        pairs = {
+            "cka": (similarity.similarity(X, Y, "cka_linear_debiased"),
+                    similarity.similarity(X, Y[perm], "cka_linear_debiased")),
+            "mutual_knn": (similarity.similarity(X, Y, "mutual_knn", k=config["knn_k"]),
+                           similarity.similarity(X, Y[perm], "mutual_knn", k=config["knn_k"])),
+            "rtd": (topology.rtd(X, Y, **rtd), topology.rtd(X, Y[perm], **rtd)),
+            "local_cka": (np.mean([r["value"] for r in concepts]),
+                          np.mean([r["null"] for r in concepts])),
+        }
+        for measure, (value, null) in pairs.items():
+            rows.append({**where, "measure": measure, "value": float(value), "null": float(null)})
+    return rows, local
+
+
+def _resonance(clouds: dict, info: pd.DataFrame, labels: np.ndarray,
+               config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pairwise resonance along depth (one row per pair, depth and measure) and per-concept
+    local CKA (one row per pair, depth and concept)."""
     rng = np.random.default_rng([config["seed"], 0xA2])
     arch = dict(zip(info.model, info.arch))
-    source = dict(zip(info.model, info.source))
-    rows = []
     inhouse = info[info.source == "in-house"].model.tolist()
     n_in = int(info[info.source == "in-house"].n_layers.iloc[0])
-    in_depths = [layer / n_in for layer in range(n_in + 1)]
-    for a, b in itertools.combinations(inhouse, 2):
-        kind = "within" if arch[a] == arch[b] else "across"
-        for r in _pair_rows(a, b, clouds[a], clouds[b], in_depths, labels, config, rng):
-            rows.append({**r, "group": "in-house", "kind": kind,
-                         "arch_pair": "–".join(sorted((arch[a], arch[b])))})
     pretrained = info[info.source == "pretrained"].model.tolist()
-    pre_depths = list(np.linspace(0, 1, config["pretrained_depths"]))
-    for a, b in itertools.combinations(pretrained, 2):
-        for r in _pair_rows(a, b, clouds[a], clouds[b], pre_depths, labels, config, rng):
-            rows.append({**r, "group": "pretrained", "kind": "across",
-                         "arch_pair": f"{a}–{b}"})
-    del source
+    jobs = [(a, b, [layer / n_in for layer in range(n_in + 1)], "in-house",
+             "within" if arch[a] == arch[b] else "across",
+             "–".join(sorted((arch[a], arch[b]))))
+            for a, b in itertools.combinations(inhouse, 2)]
+    jobs += [(a, b, list(np.linspace(0, 1, config["pretrained_depths"])), "pretrained",
+              "across", f"{a}–{b}") for a, b in itertools.combinations(pretrained, 2)]
+    rows, local = [], []
+    for a, b, depths, group, kind, arch_pair in jobs:
+        tags = {"group": group, "kind": kind, "arch_pair": arch_pair}
+        pair, concepts = _pair_rows(a, b, clouds[a], clouds[b], depths, labels, config, rng)
+        rows += [{**r, **tags} for r in pair]
+        local += [{**r, **tags} for r in concepts]
+    return pd.DataFrame(rows), pd.DataFrame(local)
+
+
+def local_by_concept(bundle_or_table, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Last-layer local CKA per (group, kind, concept): mean over pairs with a bootstrap CI,
+    and the mean within-concept shuffled null (from a bundle or its ``local_resonance``)."""
+    local = (bundle_or_table["local_resonance"] if isinstance(bundle_or_table, Bundle)
+             else bundle_or_table)
+    last = local[local.depth == local.groupby("group").depth.transform("max")]
+    rows = []
+    for (group, kind, concept), g in last.groupby(["group", "kind", "concept"]):
+        mean, lo, hi = bootstrap_mean(g["value"], n_boot, seed)
+        rows.append({"group": group, "kind": kind, "concept": concept, "mean": mean,
+                     "ci_low": lo, "ci_high": hi, "null": float(g["null"].mean()),
+                     "n_pairs": len(g)})
     return pd.DataFrame(rows)
 
 
@@ -487,7 +523,7 @@ def _mapper_tables(clouds: dict, info: pd.DataFrame, labels: np.ndarray, decod: 
 
 def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     seed_everything(config["seed"])
-    stims = stimuli.concept_stimuli(config["n_per_concept"], form="sentence", seed=config["seed"])
+    stims = stimuli.concept_stimuli(config["n_per_concept"], form="word", seed=config["seed"])
     labels = np.asarray(stims.labels)
     clouds, info = _load_models(config, stims)
 
@@ -500,15 +536,16 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     subsets = stratified_subsets(labels, config["n_subsets"], config["seed"])
     features = _features_table(clouds, info, labels, subsets, config["seed"])
     classification, importance = _classification(features, config)
-    resonance = _resonance(clouds, info, labels, config)
+    resonance, local = _resonance(clouds, info, labels, config)
     grids, maps = _layer_maps(clouds, config)
     mapper_stats, membership, mapper_links, projection = _mapper_tables(
         clouds, info, labels, decod, config)
 
-    meta = summarise(config, info, classification, importance, resonance, maps, decod)
+    meta = summarise(config, info, classification, importance, resonance, local, maps, decod)
     meta["n_stimuli"] = int(len(stims))
     tables = {"models": info, "features": features, "classification": classification,
               "feature_importance": importance, "resonance": resonance,
+              "local_resonance": local,
               "concept_decodability": decod, "layer_grids": grids, "layer_maps": maps,
               "mapper_stats": mapper_stats, "mapper_membership": membership,
               "mapper_links": mapper_links, "mapper_projection": projection}
@@ -548,7 +585,7 @@ def _late_minus_early(res: pd.DataFrame, measure: str, n_boot: int, seed: int):
     return bootstrap_mean(per_pair, n_boot, seed)
 
 
-def summarise(config, info, classification, importance, resonance, maps, decod) -> dict:
+def summarise(config, info, classification, importance, resonance, local, maps, decod) -> dict:
     nb, seed = config["n_boot"], config["seed"]
     meta: dict[str, Any] = {"n_models": int(len(info)), "n_inhouse": int((info.source == "in-house").sum()),
                             "n_seeds": int(config["n_seeds"]),
@@ -580,8 +617,7 @@ def summarise(config, info, classification, importance, resonance, maps, decod) 
             meta[f"inhouse_{kind}_{measure}_last_ci_low"] = lo
             meta[f"inhouse_{kind}_{measure}_last_ci_high"] = hi
         meta[f"inhouse_null_{measure}_last"] = float(
-            res_in[(res_in.measure == measure) & (res_in.depth == last)]["null"].mean()) \
-            if measure != "local_cka" else 0.0
+            res_in[(res_in.measure == measure) & (res_in.depth == last)]["null"].mean())
         # across / within ratio (similarities) with a bootstrap over pairs of each kind
         if measure != "rtd":
             w = res_in[(res_in.measure == measure) & (res_in.kind == "within") & (res_in.depth == last)]["value"].to_numpy()
@@ -612,6 +648,7 @@ def summarise(config, info, classification, importance, resonance, maps, decod) 
             meta[f"{tag}_across_cka_last_ci_high"] = m, lo, hi
         loc = r[(r.measure == "local_cka") & (r.depth == lastd)]["value"]
         meta[f"{tag}_across_local_cka_last"] = float(loc.mean())
+    meta.update(_local_summary(local_by_concept(local, nb, seed)))
     # is cross-architecture resonance highest where concepts are most decodable?
     dec_in = decod[decod.source == "in-house"].groupby("depth")["concept_accuracy"].mean()
     meta["inhouse_concept_accuracy_peak_depth"] = float(dec_in[dec_in.index > 0].idxmax())
@@ -635,9 +672,35 @@ def summarise(config, info, classification, importance, resonance, maps, decod) 
         f"[{meta['clf_inhouse_topology_normalised_accuracy_ci_low']:.2f}, "
         f"{meta['clf_inhouse_topology_normalised_accuracy_ci_high']:.2f}] (chance "
         f"{meta['clf_inhouse_topology_normalised_chance']:.2f}, p="
-        f"{meta['clf_inhouse_topology_normalised_p_value']:.3f}); last-layer CKA across "
+        f"{meta['clf_inhouse_topology_normalised_p_value']:.3f}), scale alone "
+        f"{meta['clf_inhouse_scale_only_accuracy']:.2f}; last-layer CKA across "
         f"architectures {meta['inhouse_across_cka_last']:.2f} vs seed ceiling "
-        f"{meta['inhouse_within_cka_last']:.2f}")
+        f"{meta['inhouse_within_cka_last']:.2f}; late minus early layers "
+        f"{meta['inhouse_across_cka_late_minus_early']:+.2f} "
+        f"[{meta['inhouse_across_cka_late_minus_early_ci_low']:+.2f}, "
+        f"{meta['inhouse_across_cka_late_minus_early_ci_high']:+.2f}]")
+    return meta
+
+
+def _local_summary(concepts: pd.DataFrame) -> dict:
+    """Per-concept last-layer local CKA: how many concepts resonate across architectures above
+    the within-concept null, how many stay below the seed ceiling, the extremes."""
+    meta: dict[str, Any] = {}
+    for group, tag in (("in-house", "inhouse"), ("pretrained", "pretrained")):
+        across = concepts[(concepts.group == group) & (concepts.kind == "across")]
+        if across.empty:
+            continue
+        across = across.set_index("concept")
+        meta[f"{tag}_local_n_concepts"] = int(len(across))
+        meta[f"{tag}_local_concepts_above_null"] = int((across.ci_low > across.null).sum())
+        for end, concept in (("best", across["mean"].idxmax()), ("worst", across["mean"].idxmin())):
+            meta[f"{tag}_local_{end}_concept"] = str(concept)
+            meta[f"{tag}_local_{end}_value"] = float(across.at[concept, "mean"])
+        within = concepts[(concepts.group == group) & (concepts.kind == "within")]
+        if len(within):
+            within = within.set_index("concept").loc[across.index]
+            meta[f"{tag}_local_concepts_below_ceiling"] = int(
+                (across.ci_high < within.ci_low).sum())
     return meta
 
 
@@ -661,7 +724,9 @@ def _verdict_semantics(meta: dict) -> str:
     if not meta["inhouse_across_cka_last_ci_low"] > meta["inhouse_null_cka_last"]:
         return "not supported"
     failures = []
-    if not meta["inhouse_across_cka_late_minus_early_ci_low"] > 0:
+    if meta["inhouse_across_cka_late_minus_early_ci_high"] < 0:
+        failures.append("in-house resonance falls from early to late layers")
+    elif not meta["inhouse_across_cka_late_minus_early_ci_low"] > 0:
         failures.append("in-house resonance is not highest in late layers")
     if meta.get("pretrained_across_cka_late_minus_early_ci_low", 1.0) <= 0:
         failures.append("pretrained late layers do not resonate more than early ones")
@@ -704,5 +769,5 @@ def mapper_from_tables(bundle: Bundle, arch: str) -> tuple[dict, np.ndarray, lis
 __all__ = ["run", "compute", "SIZES", "NAME", "validate_config", "grouped_classification",
            "single_feature_accuracy", "stratified_subsets", "normalise_scale", "scale_features",
            "topo_features", "mapper_purity", "concept_accuracy", "depth_layers",
-           "bootstrap_mean", "trajectory_summary", "mapper_from_tables", "feature_columns",
+           "bootstrap_mean", "trajectory_summary", "local_by_concept", "local_cka_rows", "mapper_from_tables", "feature_columns",
            "model_names", "inhouse_names", "ARCHITECTURE", "PRETRAINED"]
