@@ -191,3 +191,11 @@ def test_big_packaged_models(name):
         assert len(states) == layers + 1
         assert all(s.shape[0] == 1 and s.shape[2] == width for s in states)
         assert all(torch.isfinite(s).all() for s in states)
+
+
+def test_conversion_bar_is_dropped_when_stderr_is_not_a_terminal(capsys):
+    from tqdm.auto import tqdm
+    with zoo._no_bar_unless_terminal():
+        for _ in tqdm(range(3), desc="Converting"):
+            pass
+    assert capsys.readouterr().err == ""

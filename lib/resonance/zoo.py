@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -510,6 +511,17 @@ def _quiet():
             transformers.utils.logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _no_bar_unless_terminal():
+    """Drop stderr (transformers' GGUF conversion bar is a bare tqdm that its switch does not
+    reach) unless stderr is a terminal, so notebooks and logs do not keep the bar."""
+    if sys.stderr.isatty():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def _load_local_encoder(name: str, entry: _Entry, folder: Path, identity: dict) -> ZooModel:
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -655,7 +667,7 @@ def _convert_gguf(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         folder, file = _gguf_source(name, tmp)
-        with _quiet():
+        with _quiet(), _no_bar_unless_terminal():
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
             module = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file,
                                                           dtype=torch.float32)
