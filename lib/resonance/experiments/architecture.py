@@ -37,7 +37,7 @@ from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict, permuta
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .. import activations, models, similarity, stimuli, store, topology, zoo
+from .. import activations, metrics, models, similarity, stimuli, store, topology, zoo
 from ..seeding import seed_everything
 from ..store import Bundle
 from .common import RECIPE, profile_config
@@ -401,16 +401,12 @@ def _classification(features: pd.DataFrame, config: dict) -> tuple[pd.DataFrame,
 def local_cka_rows(X: np.ndarray, Y: np.ndarray, labels: np.ndarray,
                    rng: np.random.Generator) -> list[dict]:
     """Per concept: debiased CKA of that concept's stimuli in ``X`` and ``Y`` (both ``(n, d)``,
-    same rows), and its null with ``Y``'s rows shuffled *within* the concept."""
-    rows = []
-    for concept in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == concept)
-        Xc, Yc = X[idx], Y[idx]
-        rows.append({"concept": concept,
-                     "value": similarity.similarity(Xc, Yc, "cka_linear_debiased"),
-                     "null": similarity.similarity(Xc, Yc[rng.permutation(len(idx))],
-                                                   "cka_linear_debiased")})
-    return rows
+    same rows), and one null draw with ``Y``'s rows shuffled *within* the concept
+    (:func:`metrics.local_resonance`, no interval)."""
+    table = metrics.local_resonance(X, Y, labels, ("cka_linear_debiased",), n_boot=0, n_null=1,
+                                    seed=int(rng.integers(2**32)))
+    return [{"concept": r.concept, "value": r.value, "null": r.null_mean}
+            for r in table.itertuples()]
 
 
 def _pair_rows(name_a: str, name_b: str, A: list, B: list, depths: Sequence[float],
@@ -418,6 +414,8 @@ def _pair_rows(name_a: str, name_b: str, A: list, B: list, depths: Sequence[floa
                rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
     """Global measures per depth (value and shuffled-pair null), and local CKA per concept."""
     rows, local = [], []
+    rtd = dict(subsample_size=config["rtd_size"], n_subsamples=config["rtd_subsamples"],
+               seed=config["seed"])
     for t, i, j in zip(depths, depth_layers(len(A) - 1, depths), depth_layers(len(B) - 1, depths)):
         X, Y = A[i], B[j]
         perm = rng.permutation(len(X))
@@ -425,8 +423,6 @@ def _pair_rows(name_a: str, name_b: str, A: list, B: list, depths: Sequence[floa
                  "layer_b": j}
         concepts = [{**where, **r} for r in local_cka_rows(X, Y, labels, rng)]
         local += concepts
-        rtd = dict(subsample_size=config["rtd_size"], n_subsamples=config["rtd_subsamples"],
-                   seed=config["seed"])
         pairs = {
             "cka": (similarity.similarity(X, Y, "cka_linear_debiased"),
                     similarity.similarity(X, Y[perm], "cka_linear_debiased")),
@@ -481,7 +477,6 @@ def local_by_concept(bundle_or_table, n_boot: int = 1000, seed: int = 0) -> pd.D
 
 
 def _layer_maps(clouds: dict, config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from .. import metrics
     grids, maps = [], []
     for a, b in config["map_pairs"]:
         table = metrics.layer_similarity(clouds[a], clouds[b], "cka_linear_debiased")
