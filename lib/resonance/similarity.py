@@ -95,25 +95,50 @@ def linear_gram(X: np.ndarray) -> np.ndarray:
     return X @ X.T
 
 
-def rbf_gram(X: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+RBF_MEDIANS = ("matrix", "pairs")
+# An RBF Gram whose off-diagonal entries carry less squared mass than this per row is the identity
+# for every practical purpose: CKA against it is within about this much of 1 whatever the data.
+_RBF_MIN_OFF_DIAGONAL = 1e-2
+
+
+def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix") -> np.ndarray:
     """RBF kernel ``exp(-|xi - xj|² / (2 sigma²))``, ``(n, d) -> (n, n)``.
 
-    ``sigma = threshold * median pairwise Euclidean distance`` (off-diagonal pairs; Kornblith et
-    al.'s code takes the median over the full matrix, diagonal zeros included -- a negligible
-    difference for large ``n``). Raises when that median is 0.
+    ``median_over="matrix"`` (default; Kornblith et al.'s ``gram_rbf``):
+    ``sigma² = threshold² * median of the full n x n matrix of squared distances``, the zero
+    diagonal included, so the published CKA values are reproduced. ``"pairs"`` (this library's
+    convention before 2026-12): ``sigma = threshold * median Euclidean distance over the pairs
+    i < j``; the two differ by O(1/n) in ``sigma``.
+
+    Raises when the median is 0 (most stimuli coincide) and when the bandwidth is so small that
+    the kernel is numerically the identity (off-diagonal squared mass below 1e-2 per row): CKA of
+    such a kernel is ~1 for any data, independent clouds included.
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
+    _require_choice(median_over, RBF_MEDIANS, "median_over")
     X = np.asarray(X, dtype=np.float64)
     sq_norms = np.einsum("ij,ij->i", X, X)
     sq_dist = sq_norms[:, None] + sq_norms[None, :] - 2.0 * linear_gram(X)
     np.maximum(sq_dist, 0.0, out=sq_dist)
     np.fill_diagonal(sq_dist, 0.0)
-    median = float(np.median(np.sqrt(squareform(sq_dist, checks=False))))
-    if median == 0.0:
+    if median_over == "matrix":
+        sq_sigma = threshold ** 2 * float(np.median(sq_dist))
+    else:
+        sq_sigma = (threshold * float(np.median(np.sqrt(squareform(sq_dist, checks=False))))) ** 2
+    if sq_sigma == 0.0:
         raise ValueError("median pairwise distance is 0 (over half the stimulus pairs coincide), "
                          "so the RBF bandwidth is undefined; deduplicate the stimuli")
-    return np.exp(sq_dist / (-2.0 * (threshold * median) ** 2))
+    K = np.exp(sq_dist / (-2.0 * sq_sigma))
+    n = K.shape[0]
+    off_diagonal = (float(np.vdot(K, K)) - n) / n
+    if off_diagonal < _RBF_MIN_OFF_DIAGONAL:
+        raise ValueError(
+            f"the RBF kernel is numerically the identity (threshold={threshold:g}: off-diagonal "
+            f"squared mass {off_diagonal:.2g} per row): every stimulus is many bandwidths from all "
+            "others, so CKA would be ~1 for any data; raise the threshold (Kornblith et al. use "
+            "0.2-1.0 of the median distance; high-dimensional data need the upper end)")
+    return K
 
 
 def center_gram(K: np.ndarray) -> np.ndarray:
@@ -208,12 +233,12 @@ class _GramLayer:
 
 
 def _gram_layer(X: np.ndarray, name: str = "X", kernel: str = "linear", threshold: float = 1.0,
-                debiased: bool = False) -> _GramLayer:
+                debiased: bool = False, median_over: str = "matrix") -> _GramLayer:
     """One layer's (centred / diagonal-free) Gram and self-HSIC, computed once."""
     _require_choice(kernel, ("linear", "rbf"), "kernel")
     _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
     X = _centred(X)
-    K = linear_gram(X) if kernel == "linear" else rbf_gram(X, threshold)
+    K = linear_gram(X) if kernel == "linear" else rbf_gram(X, threshold, median_over)
     terms = _hsic_terms(K, debiased, centred=kernel == "linear")
     n, trace = X.shape[0], float(np.vdot(terms.matrix, terms.matrix))
     scale = trace / (n * (n - 3) if debiased else (n - 1) ** 2)
@@ -336,11 +361,11 @@ def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
-        debiased: bool = False) -> float:
+        debiased: bool = False, median_over: str = "matrix") -> float:
     """Centred kernel alignment (Kornblith et al. 2019) of ``X: (n, d1)`` and ``Y: (n, d2)``.
 
-    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold)``
-    per matrix. ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
+    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold,
+    median_over)`` per matrix (default: Kornblith et al.'s bandwidth, see :func:`rbf_gram`). ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
     independent data where the biased value is inflated at small n, and can be slightly negative).
     Linear CKA with ``d1, d2 < n`` is computed in feature space; otherwise from Gram matrices.
 
@@ -351,8 +376,8 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     X, Y = _validated_pair(X, Y)
     if kernel == "linear" and max(X.shape[1], Y.shape[1]) < X.shape[0]:
         return _linear_cka_features(X, Y, debiased)
-    return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased),
-                             _gram_layer(Y, "Y", kernel, threshold, debiased))
+    return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased, median_over),
+                             _gram_layer(Y, "Y", kernel, threshold, debiased, median_over))
 
 
 class MinibatchCKA:

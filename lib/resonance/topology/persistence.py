@@ -75,17 +75,26 @@ def subsample(X: Any, m: int, method: str = "random", seed: int = 0,
     return idx
 
 
-def scaled_distances(X: np.ndarray, metric: str = "euclidean", quantile: float = 0.9) -> np.ndarray:
-    """Pairwise distances ``(n, n)`` of ``X`` divided by their ``quantile`` (off-diagonal pairs).
+QUANTILE_OVER = ("matrix", "pairs")
 
-    Dividing by a quantile of the pairwise distances makes the matrix scale-free, so two
-    clouds are compared by shape, not by the size of their activations.
+
+def scaled_distances(X: np.ndarray, metric: str = "euclidean", quantile: float = 0.9,
+                     quantile_over: str = "matrix") -> np.ndarray:
+    """Pairwise distances ``(n, n)`` of ``X`` divided by their ``quantile``.
+
+    ``quantile_over="matrix"`` (default, as the RTD authors do): the quantile of all ``n²``
+    entries, the zero diagonal included; ``"pairs"``: of the ``n(n-1)/2`` pairs ``i < j`` only
+    (this library's convention before 2026-12; a slightly larger scale, by O(1/n)). Dividing by a
+    quantile of the distances makes the matrix scale-free, so two clouds are compared by shape,
+    not by the size of their activations.
     """
     if not 0 < quantile <= 1:
         raise ValueError(f"quantile must lie in (0, 1], got {quantile}")
+    if quantile_over not in QUANTILE_OVER:
+        raise ValueError(f"quantile_over must be one of {QUANTILE_OVER}, got {quantile_over!r}")
     D = pairwise_distances(X, metric=metric)
-    iu = np.triu_indices(D.shape[0], k=1)
-    scale = float(np.quantile(D[iu], quantile))
+    values = D if quantile_over == "matrix" else D[np.triu_indices(D.shape[0], k=1)]
+    scale = float(np.quantile(values, quantile))
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"the {quantile} quantile of the pairwise distances is {scale}: most "
                          "stimuli coincide, so there is no shape to normalise")
