@@ -178,8 +178,9 @@ def best_layer_map(table: pd.DataFrame, *, monotone: bool = True) -> pd.DataFram
     ``procrustes`` or ``rtd``), by dynamic programming; ``False`` takes each row's best.
     Input: a :func:`~resonance.similarity.similarity_matrix` table.
     """
+    higher = _higher_is_better(table)
     values = _as_grid(table)
-    grid = values if _higher_is_better(table) else -values
+    grid = values if higher else -values
     n_a, n_b = grid.shape
     if monotone:
         score = np.full((n_a, n_b), -np.inf)
@@ -262,10 +263,11 @@ def best_layer_resonance(layers_a: Sequence, layers_b: Sequence,
 def layer_identification(table: pd.DataFrame) -> float:
     """Kornblith et al. (2019) sanity check for two nets of equal depth: the share of A's layers
     whose most similar layer of B is the corresponding one."""
+    higher = _higher_is_better(table)
     grid = _as_grid(table)
     if grid.shape[0] != grid.shape[1]:
         raise ValueError(f"layer identification needs equal depths, got {grid.shape}")
-    best = grid.argmax(axis=1) if _higher_is_better(table) else grid.argmin(axis=1)
+    best = grid.argmax(axis=1) if higher else grid.argmin(axis=1)
     return float(np.mean(best == np.arange(grid.shape[0])))
 
 
