@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .store import config_hash
+from .io import config_hash
 
 MODALITIES = ("text", "vision")
 ZOO_EXTRA_HINT = ("run `make setup-zoo`, or `pip install -e .[zoo]` followed by `pip install "
