@@ -864,6 +864,8 @@ Layers = Sequence[Any] | Mapping[Any, Any]
 
 
 def _named_layers(layers: Layers, label: str) -> tuple[list[Any], list[np.ndarray]]:
+    if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
+        layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:
