@@ -136,8 +136,10 @@ def test_bad_arguments_of_the_other_consumers_raise():
         metrics.best_layer_resonance([X, X], [Y, Y], "cka_linear", n_null=-3)
     with pytest.raises(ValueError, match=r"ci must be a number in \(0, 1\)"):
         metrics.best_layer_resonance([X, X], [Y, Y], "cka_linear", ci=1.5)
-    with pytest.raises(ValueError, match="min_items must be an integer >= 4"):
+    with pytest.raises(ValueError, match="min_items must be an integer >= 2"):
         metrics.local_resonance(X, Y, ["a"] * 40, min_items=2.5)
+    with pytest.raises(ValueError, match="unknown measure 'cosine'"):
+        metrics.positional_resonance(X, Y, np.zeros(40), "cosine")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['thresold'\] for measure 'cka_rbf'"):
         S.similarity(X, Y, "cka_rbf", thresold=0.5)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['keeep'\]"):

@@ -134,11 +134,13 @@ def local_resonance(X, Y, labels: Sequence[str], measures: Sequence[str] = ("cka
     """:func:`global_resonance` within each concept's stimuli; one row per (concept, measure).
 
     ``labels``: one concept label per row of X and Y. Concepts with fewer than ``min_items``
-    stimuli raise a ValueError (too few points for a meaningful comparison).
+    stimuli raise a ValueError (too few points for a meaningful comparison). ``measures`` and
+    the keyword options (``n_boot``, ``n_null``, ``ci``, ``seed``, ``measure_kwargs``) are those
+    of :func:`global_resonance`; the shuffle null permutes stimuli *within* the concept.
     """
     X, Y = paired(X, Y)
     measures = _registry.names(measures)
-    min_items = positive_int(min_items, "min_items", minimum=4)
+    min_items = positive_int(min_items, "min_items", minimum=2)
     labels = np.asarray(labels)
     if labels.shape != (X.shape[0],):
         raise ValueError(f"labels has {labels.size} entries but there are {X.shape[0]} stimuli")
@@ -279,6 +281,8 @@ def positional_resonance(tokens_a, tokens_b, positions: Sequence[int],
     activations aligned row by row (same tokenizer or word-aligned), ``positions: (N,)``.
     Positions with fewer than ``min_items`` items are skipped. Columns: position, n, value."""
     A, B = paired(tokens_a, tokens_b)
+    _registry.get(measure)
+    min_items = positive_int(min_items, "min_items", minimum=2)
     positions = np.asarray(positions)
     if positions.shape != (A.shape[0],):
         raise ValueError(f"positions has {positions.size} entries for {A.shape[0]} token rows")
