@@ -31,9 +31,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 _MODULES = (
     "paths", "seeding", "profiles", "io", "store", "plots", "similarity", "topology", "measures",
-    "metrics",
-    "data", "stimuli", "zoo", "activations", "models", "train", "experiments", "paper",
-    "notebooks",
+    "metrics", "data", "stimuli", "zoo", "activations", "models", "train", "experiments",
+    "paper", "notebooks",
 )
 # name -> module that defines it (functions and classes only: a submodule keeps its own name,
 # so `resonance.train` is always the module and `resonance.similarity` too).
