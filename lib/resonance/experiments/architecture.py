@@ -128,8 +128,8 @@ def _load_models(config, words, verses):
 
 def _features(clouds, info, seed) -> pd.DataFrame:
     rows = []
-    for rec in info.itertuples():
-        layers = clouds[rec.model]["tokens"]
+    for rec in info[info.source == "in-house"].itertuples():  # one model per pretrained arch:
+        layers = clouds[rec.model]["tokens"]                   # nothing to classify there
         for layer, X in enumerate(layers):
             rows.append({"model": rec.model, "arch": rec.arch, "source": rec.source,
                          "seed": rec.seed, "layer": layer, "depth": layer / (len(layers) - 1),

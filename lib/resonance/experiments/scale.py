@@ -31,6 +31,7 @@ NAME = "01_scale"
 MEASURES = ("cka_linear_debiased", "mutual_knn")
 STIMULI = ("words", "tokens")
 PRIMARY = ("words", "cka_linear_debiased")
+KNN_K = 10         # mutual k-NN's k (the registry default)
 MARGIN = 0.05      # equivalence margin (CKA / mutual-k-NN units) for "as much as"
 ALPHA = 0.05
 N_BOOT = 1000
@@ -87,18 +88,21 @@ def _pairs(config, models, layers) -> pd.DataFrame:
     for i, (a, b) in enumerate((a, b) for a in comps.itertuples() for b in refs.itertuples()):
         for stim in STIMULI:
             for measure in MEASURES:
+                # Mutual k-NN has a known chance level, k / (n - 1); CKA gets the grid-max null.
+                n_null = config["n_null"] if measure == "cka_linear_debiased" else 0
                 best = metrics.best_layer_resonance(layers[a.model][stim], layers[b.model][stim],
-                                                    measure, n_null=config["n_null"],
-                                                    seed=config["seed"] + i)
+                                                    measure, n_null=n_null, seed=config["seed"] + i)
+                if not n_null:
+                    best["null_high"] = KNN_K / (len(layers[a.model][stim][0]) - 1)
                 rows.append({"model_a": a.model, "model_b": b.model, "rung": a.rung,
                              "params": a.params, "seed_a": a.seed, "seed_b": b.seed,
-                             "stimuli": stim, "n_null": config["n_null"], **best})
+                             "stimuli": stim, "n_null": n_null, **best})
     return pd.DataFrame(rows)
 
 
 def _topology(config, models, layers, pairs) -> pd.DataFrame:
-    """H1 Wasserstein distance between each comparand's and each reference's verse-token cloud
-    (embeddings and last layer), with a Gaussian-cloud null of ``n_null`` draws."""
+    """H1 Wasserstein distance between each comparand's and each reference's verse-token cloud:
+    last layer with a Gaussian-cloud null of ``n_null`` draws, embeddings without one."""
     n = config["n_tokens"]
     dgm = {(m, layer): topology.h1_diagram(layers[m]["tokens"][layer])
            for m in models.model for layer in (0, -1)}
@@ -109,14 +113,14 @@ def _topology(config, models, layers, pairs) -> pd.DataFrame:
     for a, b in pairs[["model_a", "model_b"]].drop_duplicates().itertuples(index=False):
         for layer, name in ((0, "embeddings"), (-1, "last")):
             da, db = dgm[a, layer], dgm[b, layer]
-            null = [0.5 * (topology.diagram_distance(da, gb) + topology.diagram_distance(ga, db))
-                    for ga, gb in zip(pool[width[a]], pool[width[b]])]
+            value = topology.diagram_distance(da, db)
+            null = ([0.5 * (topology.diagram_distance(da, gb) + topology.diagram_distance(ga, db))
+                     for ga, gb in zip(pool[width[a]], pool[width[b]])] if name == "last" else [])
             rows.append({"model_a": a, "model_b": b, "layer": name,
-                         "rung": int(models.set_index("model").at[a, "rung"]),
-                         "value": topology.diagram_distance(da, db), "null_mean": float(np.mean(null)),
-                         "p_value": stats.permutation_p(topology.diagram_distance(da, db), null,
-                                                        greater=False),
-                         **{f"null_{k}": v for k, v in enumerate(null)}})
+                         "rung": int(models.set_index("model").at[a, "rung"]), "value": value,
+                         "null_mean": float(np.mean(null)) if null else float("nan"),
+                         "p_value": stats.permutation_p(value, null, greater=False) if null
+                         else float("nan"), **{f"null_{k}": v for k, v in enumerate(null)}})
     return pd.DataFrame(rows)
 
 
@@ -128,8 +132,9 @@ def _pretrained(config, words) -> pd.DataFrame:
     rows = []
     for i, (a, b) in enumerate((a, b) for j, a in enumerate(loaded) for b in loaded[j + 1:]):
         for measure in MEASURES:
+            n_null = config["n_null"] if measure == "cka_linear_debiased" else 0
             best = metrics.best_layer_resonance(acts[a.name], acts[b.name], measure,
-                                                n_null=config["n_null"], seed=config["seed"] + i)
+                                                n_null=n_null, seed=config["seed"] + i)
             rows.append({"model_a": a.name, "model_b": b.name, "params_a": a.n_params,
                          "params_b": b.n_params, **best})
     return pd.DataFrame(rows, columns=["model_a", "model_b", "params_a", "params_b", "measure",
@@ -218,9 +223,9 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
         "medium_rung": int(medium), "medium_params": float(ps.at[medium, "params"]),
         "unigram_ppl": float(models.unigram_ppl.iloc[0]),
         "margin": MARGIN, "ppl_gate": PPL_GATE, "alpha": ALPHA, "n_cells": len(cells),
-        "n_null": int(pairs.n_null.min()), "p_floor": stats.p_floor(int(pairs.n_null.min())),
-        "pairs_min_p": float(pairs.p_value.min()),
+        "n_null": int(pairs.n_null.max()), "p_floor": stats.p_floor(int(pairs.n_null.max())),
         "pairs_max_p": float(pairs.p_value.max()),
+        "knn_chance": float(pairs[pairs.measure == "mutual_knn"].null_high.max()),
         "primary_value_medium": float(ps.at[medium, "value"]),
         "primary_value_smallest": float(ps.at[smallest, "value"]),
         "primary_ceiling": float(ps.at[top, "value"]),
@@ -286,10 +291,12 @@ def _topology_summary(topo: pd.DataFrame, medium, top, strata) -> dict:
     for layer in ("last", "embeddings"):
         t = topo[topo.layer == layer]
         for rung, g in t.groupby("rung"):
-            obs, null = g.value.mean(), g[null_cols].mean(0).to_numpy()
+            obs = g.value.mean()
             out[f"topo_{layer}_rung{rung}"] = float(obs)
-            out[f"topo_{layer}_null_rung{rung}"] = float(null.mean())
-            out[f"topo_{layer}_p_rung{rung}"] = stats.permutation_p(obs, null, greater=False)
+            if layer == "last":
+                null = g[null_cols].mean(0).to_numpy()
+                out[f"topo_{layer}_null_rung{rung}"] = float(null.mean())
+                out[f"topo_{layer}_p_rung{rung}"] = stats.permutation_p(obs, null, greater=False)
         mc = t[t.rung.isin([medium, top])]
         est, stat = _rung_stat(mc, medium, top)
         boots = stats.multiway_bootstrap(mc, stat, ["model_a", "model_b"], strata, N_BOOT)
