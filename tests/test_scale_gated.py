@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resonance.experiments import scale
+from resonance.experiments import scale_gated as scale
 
 
 def _tables(medium_gap: float, noise: float = 0.01, concept_acc: float = 0.4, seed: int = 0):
