@@ -53,16 +53,16 @@ _EXPORTS = {
 __all__ = ["__version__", *_MODULES, *_EXPORTS]
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything is lazy
-    from .activations import Activations, extract
-    from .comparison import compare, rank
-    from .io import config_hash
-    from .metrics import global_resonance, local_resonance
-    from .seeding import seed_everything
-    from .similarity import MEASURES, cka, mutual_knn, similarity_matrix
-    from .stimuli import Stimuli, concept_stimuli
-    from .store import Bundle, cached
-    from .topology import persistence, rtd
-    from .train import TrainConfig
+    from .activations import Activations, extract  # noqa: F401
+    from .comparison import compare, rank  # noqa: F401
+    from .io import config_hash  # noqa: F401
+    from .metrics import global_resonance, local_resonance  # noqa: F401
+    from .seeding import seed_everything  # noqa: F401
+    from .similarity import MEASURES, cka, mutual_knn, similarity_matrix  # noqa: F401
+    from .stimuli import Stimuli, concept_stimuli  # noqa: F401
+    from .store import Bundle, cached  # noqa: F401
+    from .topology import persistence, rtd  # noqa: F401
+    from .train import TrainConfig  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
