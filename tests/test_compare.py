@@ -351,6 +351,30 @@ def test_cli_compare_minilm_end_to_end(tmp_path):
     assert len(_parse(out).images) == 4
 
 
+def test_cli_rank_accepts_a_local_folder(tmp_path, capsys):
+    """`resonance rank` with a save_pretrained copy of MiniLM as one candidate: the copy holds
+    the same weights, so its resonance with the reference equals MiniLM's own."""
+    from resonance import zoo
+    if not zoo.available("minilm"):
+        pytest.skip("MiniLM package not installed")
+    model = zoo.load("minilm")
+    folder = tmp_path / "minilm-copy"
+    model.module.save_pretrained(folder)
+    model.tokenizer.save_pretrained(folder)
+    (tmp_path / "stimuli.txt").write_text("\n".join(f"sentence number {i} about a topic"
+                                                    for i in range(N)) + "\n")
+    rc = cli.main(["rank", "--reference", "minilm", "minilm", str(folder), "--stimuli",
+                   str(tmp_path / "stimuli.txt"), "--n-boot", "20", "--n-null", "19", "--quiet",
+                   "--out", str(tmp_path / "rank.html")])
+    assert rc == 0
+    assert "paired differences" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "rank.csv")
+    candidates = table[table["section"] == "candidates"]
+    assert set(candidates["candidate"]) == {"minilm", "minilm-copy"}
+    assert candidates["value"].to_numpy() == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert abs(table.loc[table["section"] == "pairs", "advantage"].iloc[0]) < 1e-5
+
+
 # --------------------------------------------------------------------------------------------
 # the report in a real browser
 

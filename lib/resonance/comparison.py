@@ -293,8 +293,35 @@ class _Steps:
 # compare
 
 
+class _Report:
+    """What both results share: ``to_csv`` (the tidy table), ``to_html`` and ``save``."""
+
+    def tidy(self) -> pd.DataFrame:  # pragma: no cover - each result defines its own
+        raise NotImplementedError
+
+    def _html(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        from .io import atomic_path
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            self.tidy().to_csv(tmp, index=False)
+        return path
+
+    def to_html(self, path: str | os.PathLike) -> Path:
+        return _write_text(path, self._html())
+
+    def save(self, path: str | os.PathLike = "report.html") -> tuple[Path, Path]:
+        """Write the HTML report at ``path`` and the tidy CSV beside it (same stem, ``.csv``)."""
+        path = Path(path)
+        if path.suffix.lower() != ".html":
+            raise ValueError(f"the report is HTML: give a path ending in .html, got {str(path)!r}")
+        return self.to_html(path), self.to_csv(path.with_suffix(".csv"))
+
+
 @dataclass
-class Comparison:
+class Comparison(_Report):
     """Everything :func:`compare` found: tables (pandas) and figures (matplotlib).
 
     ``global_table``: one row per measure; ``layer_table``: the layer x layer matrix (tidy);
@@ -343,23 +370,9 @@ class Comparison:
             out[col] = pd.array(out[col].round(), dtype="Int64")
         return out[list(COLUMNS)]
 
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        from .io import atomic_path
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            self.tidy().to_csv(tmp, index=False)
-        return path
-
-    def to_html(self, path: str | os.PathLike) -> Path:
+    def _html(self) -> str:
         from .report import comparison_html
-        return _write_text(path, comparison_html(self))
-
-    def save(self, path: str | os.PathLike = "report.html") -> tuple[Path, Path]:
-        """Write the HTML report at ``path`` and the tidy CSV beside it (same stem, ``.csv``)."""
-        path = Path(path)
-        if path.suffix.lower() != ".html":
-            raise ValueError(f"the report is HTML: give a path ending in .html, got {str(path)!r}")
-        return self.to_html(path), self.to_csv(path.with_suffix(".csv"))
+        return comparison_html(self)
 
 
 COLUMNS = ("section", "model_a", "model_b", "stimuli", "measure", "layer_a", "layer_b",
@@ -504,7 +517,7 @@ def _describe(model: Any) -> dict:
 
 
 @dataclass
-class Ranking:
+class Ranking(_Report):
     """:func:`rank`'s answer. ``table``: one row per candidate, best first (value, interval,
     null, p-value against the null, rank); ``pairs``: every pair of candidates, the better-ranked
     one first (``advantage`` >= 0 in the measure's "more alike" direction, its interval, a
@@ -526,22 +539,9 @@ class Ranking:
         return pd.concat([self.table.assign(section="candidates"),
                           self.pairs.assign(section="pairs")], ignore_index=True)
 
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        from .io import atomic_path
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            self.tidy().to_csv(tmp, index=False)
-        return path
-
-    def to_html(self, path: str | os.PathLike) -> Path:
+    def _html(self) -> str:
         from .report import ranking_html
-        return _write_text(path, ranking_html(self))
-
-    def save(self, path: str | os.PathLike = "ranking.html") -> tuple[Path, Path]:
-        path = Path(path)
-        if path.suffix.lower() != ".html":
-            raise ValueError(f"the report is HTML: give a path ending in .html, got {str(path)!r}")
-        return self.to_html(path), self.to_csv(path.with_suffix(".csv"))
+        return ranking_html(self)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -95,6 +95,19 @@ def _null_phrase(kind: str) -> str:
 # figures
 
 
+def _interval_figure(table: pd.DataFrame, y: str, xlabel: str, title: str):
+    """One row per ``y`` label: value with its interval, and the null band."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+    fig, ax = plt.subplots(figsize=(7, 1.3 + 0.42 * len(table)))
+    plots.interval_plot(table, ax, y=y)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.set(xlabel=xlabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
 def comparison_figures(result: "Comparison") -> dict:
     """``{"global", "layers", "local" (when labelled), "persistence"}`` matplotlib figures."""
     import matplotlib.pyplot as plt
@@ -140,13 +153,9 @@ def comparison_figures(result: "Comparison") -> dict:
 
     if result.local_table is not None:
         local = result.local_table.sort_values("value").reset_index(drop=True)
-        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.38 * len(local)))
-        plots.interval_plot(local, ax, y="concept")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-        ax.set(xlabel=f"{local['measure'].iloc[0]} ({_direction(local['measure'].iloc[0])})",
-               title="local resonance per label")
-        fig.tight_layout()
-        figures["local"] = fig
+        measure = local["measure"].iloc[0]
+        figures["local"] = _interval_figure(local, "concept", f"{measure} ({_direction(measure)})",
+                                            "local resonance per label")
 
     dg = result.diagrams
     finite = dg[np.isfinite(dg["death"])]
@@ -171,15 +180,10 @@ def ranking_figures(result: "Ranking") -> dict:
 
     from . import plots
     plots.set_style()
-    figures = {}
     table = result.table.iloc[::-1].reset_index(drop=True)  # best on top
-    fig, ax = plt.subplots(figsize=(7, 1.3 + 0.5 * len(table)))
-    plots.interval_plot(table, ax, y="candidate")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    ax.set(xlabel=f"{result.measure} with {result.reference} ({_direction(result.measure)})",
-           title="resonance with the reference")
-    fig.tight_layout()
-    figures["candidates"] = fig
+    figures = {"candidates": _interval_figure(
+        table, "candidate", f"{result.measure} with {result.reference} "
+        f"({_direction(result.measure)})", "resonance with the reference")}
     pairs = result.pairs.iloc[::-1].reset_index(drop=True)
     if len(pairs):
         labels = [f"{p.better} − {p.worse}" for p in pairs.itertuples()]
@@ -259,7 +263,7 @@ def comparison_html(result: "Comparison") -> str:
 
     parts += ["<h2>Persistence diagrams</h2>",
               _img(figures["persistence"], "persistence diagrams"),
-              _table(result.diagram_table),
+              _table(result.diagram_table.replace({"model": {"a": a, "b": b}})),
               f'<p class="note">Vietoris–Rips H0 and H1 of up to {info["ph_points"]} landmark '
               f"stimuli of each model's layer, distances divided by their "
               f"{info['ph_quantile']:g} quantile so both diagrams share one scale (the "
