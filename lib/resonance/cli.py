@@ -48,6 +48,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _shown_p(table):
+    """p-value columns as text (``< 0.0001`` for tiny ones) for printing."""
+    from .report import format_p
+    return table.assign(**{c: table[c].map(format_p) for c in table.columns
+                           if str(c).startswith("p_")})
+
+
 def _run_compare(args: argparse.Namespace) -> int:
     from .comparison import compare
     result = compare(args.a, args.b, args.stimuli, layers=_depths(args.layers), depth=args.depth,
@@ -58,8 +65,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     html_path = result.to_html(out)
     csv_path = result.to_csv(Path(args.csv) if args.csv else out.with_suffix(".csv"))
-    table = result.global_table[["measure", "value", "ci_low", "ci_high", "null_mean",
-                                 "p_value"]]
+    table = _shown_p(result.global_table[["measure", "value", "ci_low", "ci_high", "null_mean",
+                                          "p_value"]])
     print(f"{result.model_a} (layer {result.info['layer_a']}) vs {result.model_b} (layer "
           f"{result.info['layer_b']}) on {result.info['n_stimuli']} stimuli "
           f"({result.info['stimuli']}):")
@@ -76,11 +83,11 @@ def _run_rank(args: argparse.Namespace) -> int:
     fmt = lambda x: f"{x:.3f}"  # noqa: E731
     print(f"resonance with {result.reference} ({result.measure}, "
           f"{'higher' if result.info['direction'] == 'similarity' else 'lower'} = more alike):")
-    print(result.table[["rank", "candidate", "value", "ci_low", "ci_high", "p_value"]]
+    print(_shown_p(result.table[["rank", "candidate", "value", "ci_low", "ci_high", "p_value"]])
           .to_string(index=False, float_format=fmt))
     print("\npaired differences (resampling stimuli):")
-    print(result.pairs[["better", "worse", "advantage", "ci_low", "ci_high", "p_value",
-                        "p_holm"]].to_string(index=False, float_format=fmt))
+    print(_shown_p(result.pairs[["better", "worse", "advantage", "ci_low", "ci_high", "p_value",
+                                 "p_holm"]]).to_string(index=False, float_format=fmt))
     if args.out:
         html_path, csv_path = result.save(args.out)
         print(f"report: {html_path}\ntable:  {csv_path}")

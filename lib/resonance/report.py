@@ -30,7 +30,7 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-to
 p.lead { color: #555; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+th { background: #f4f4f4; } td.t, th:first-child { text-align: left; }
 img { max-width: 100%; height: auto; display: block; margin: 0.8em 0; }
 .note { color: #555; font-size: 0.92em; } code { background: #f4f4f4; padding: 0 0.25em; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; }
@@ -53,15 +53,34 @@ def _img(fig, alt: str) -> str:
     return f'<img src="{png_data_uri(fig)}" alt="{html.escape(alt)}">'
 
 
+P_FLOOR = 1e-4  # smaller p-values print as "< 0.0001": a normal tail that far means nothing
+
+
+def format_p(p: float) -> str:
+    """A p-value for display: three decimals, or ``< 0.0001`` below :data:`P_FLOOR`."""
+    if p is None or (isinstance(p, float) and np.isnan(p)):
+        return "n/a"
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else (f"{p:.4f}" if p < 0.001 else f"{p:.3f}")
+
+
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
-    def fmt(x):
-        if isinstance(x, (float, np.floating)):
-            if np.isnan(x):
-                return "n/a"
-            return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
-        return html.escape(str(x))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
+    def cell(column, x):
+        if x is None or x is pd.NA:
+            return "<td>n/a</td>"
+        if isinstance(x, (float, np.floating, int, np.integer)) and not isinstance(x, bool):
+            if str(column).startswith("p_"):
+                text = format_p(float(x))
+            elif isinstance(x, (int, np.integer)):
+                text = str(x)
+            elif np.isnan(x):
+                text = "n/a"
+            else:
+                text = f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
+            return f"<td>{text}</td>"
+        return f'<td class="t">{html.escape(str(x))}</td>'
+    columns = list(frame.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(columns, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -103,7 +122,7 @@ def _interval_figure(table: pd.DataFrame, y: str, xlabel: str, title: str):
     fig, ax = plt.subplots(figsize=(7, 1.3 + 0.42 * len(table)))
     plots.interval_plot(table, ax, y=y)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    ax.set(xlabel=xlabel, title=title)
+    ax.set(xlabel=xlabel, title=title, ylim=(-0.6, len(table) - 0.4))
     fig.tight_layout()
     return fig
 
@@ -194,7 +213,8 @@ def ranking_figures(result: "Ranking") -> dict:
                     fmt="o", color="C0", capsize=3)
         ax.axvline(0, color="0.5", lw=1, ls="--")
         ax.set_yticks(list(range(len(pairs))), labels)
-        ax.set(xlabel=f"paired advantage in {result.measure} (> 0: the first is more alike)",
+        ax.set(ylim=(-0.6, len(pairs) - 0.4),
+               xlabel=f"paired advantage in {result.measure} (> 0: the first is more alike)",
                title="paired differences between candidates")
         fig.tight_layout()
         figures["pairs"] = fig
@@ -295,4 +315,4 @@ def ranking_html(result: "Ranking") -> str:
 
 
 __all__ = ["comparison_figures", "ranking_figures", "comparison_html", "ranking_html",
-           "png_data_uri"]
+           "png_data_uri", "format_p"]
