@@ -102,8 +102,8 @@ def positional_trajectory(tokens_a: Any, tokens_b: Any, positions: Sequence[int]
     position's set of tokens. Columns: position, n, value, null_mean, null_low, null_high
     (the central ``ci`` range) and a one-sided ``p_value`` (similarities: higher = more alike).
     """
-    from .similarity import MEASURES
-    if not getattr(MEASURES.get(measure), "higher_is_similar", True):
+    from .measures import get
+    if get(measure).direction == "distance":
         raise ValueError(f"{measure!r} is a distance; the one-sided null here expects a "
                          "similarity (higher = more alike), e.g. 'cka_linear_debiased'")
     B = np.asarray(tokens_b)

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import pdist
 from sklearn.decomposition import PCA
+from sklearn.metrics import pairwise_distances
 
 from .. import activations, metrics, positions, similarity, stimuli, store, topology, zoo
 from ..seeding import seed_everything
@@ -71,7 +71,7 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     labels = list(stims.labels)
 
     # Dynamic resonance along depth: every layer pair, the best map, the best pair vs its null.
-    layer_table = metrics.layer_similarity(acts_a.layers, acts_b.layers, "cka_linear_debiased")
+    layer_table = metrics.similarity_matrix(acts_a.layers, acts_b.layers, "cka_linear_debiased")
     layer_map = metrics.best_layer_map(layer_table)
     best = metrics.best_layer_resonance(acts_a.layers, acts_b.layers, n_null=config["n_layer_null"],
                                         seed=seed)
@@ -121,9 +121,9 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 
 
 def _unit_scale(Z: np.ndarray, quantile: float = 0.9) -> np.ndarray:
-    """``Z`` divided by the ``quantile`` of its pairwise distances: the scale on which the
-    diagram distance compares clouds (so diagrams of different models share one axis)."""
-    return Z / np.quantile(pdist(Z), quantile)
+    """``Z`` divided by the ``quantile`` of its ``(n, n)`` distance matrix: the scale on which
+    the diagram distance compares clouds (so diagrams of different models share one axis)."""
+    return Z / np.quantile(pairwise_distances(Z), quantile)
 
 
 TOPOLOGY_VARIANTS = {
