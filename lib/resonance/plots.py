@@ -154,5 +154,5 @@ def trajectory(table, ax: plt.Axes, *, x: str, hue: str, value: str = "value",
         ax.plot(group[x], group[value], marker="o", ms=4, color=f"C{i}", label=str(key))
         ax.fill_between(group[x], group[null_low], group[null_high], color=f"C{i}", alpha=0.2,
                         lw=0, label=f"{key}: null 95 % range")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small", frameon=False)
     return ax

@@ -51,7 +51,6 @@ ONCE = {"cka_linear": {}, "cka_linear_debiased": {}, "cka_rbf": {}, "mutual_knn"
         "linear_predictivity": {}}
 GEOMETRIC = ("cka_linear_debiased", "mutual_knn")
 KNN_K = 10  # mutual_knn's default k
-ALPHA = 0.05  # a p-value below this counts as "beyond the null"
 CORPUS = "wordnet"  # token positions: WordNet glosses (varied, neutral definitions)
 
 
@@ -261,7 +260,9 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         "pd_value": pd_["value"], "pd_null_mean": pd_["null_mean"],
         "pd_null_low": pd_["null_low"], "pd_null_high": pd_["null_high"], "pd_p": pd_["p_value"],
         "pd_n_null": int(config["n_topo_null"]), "n_null": int(config["n_null"]),
-        "topo_informative": bool(pd_["p_value"] < ALPHA),
+        # "beyond the null": past the null's central 95 % range on the more-alike side (for a
+        # distance, below null_low), which needs no minimum number of draws to be reachable
+        "topo_informative": bool(pd_["value"] < pd_["null_low"]),
         # local
         "best_local": local["concept"].iloc[-1], "worst_local": local["concept"].iloc[0],
         "best_local_value": local["value"].iloc[-1], "worst_local_value": local["value"].iloc[0],
@@ -271,6 +272,7 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         "best_layer_a": int(best["layer_a"]), "best_layer_b": int(best["layer_b"]),
         "best_layer_value": best["value"], "best_layer_null_high": best["null_high"],
         "best_layer_p": best["p_value"],
+        "best_layer_beyond_null": bool(best["value"] > best["null_high"]),
         "chosen_layer_value": _chosen_value(tables["layers"], config),
         "map_monotone_span": int(layer_map["layer_b"].iloc[-1] - layer_map["layer_b"].iloc[0]),
         # dynamic, token positions
@@ -282,7 +284,7 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         meta[f"{key}_min"] = float(part["value"].min())
         meta[f"{key}_max"] = float(part["value"].max())
         meta[f"{key}_mean"] = float(part["value"].mean())
-        meta[f"{key}_beyond_null"] = int((part["p_value"] < ALPHA).sum())
+        meta[f"{key}_beyond_null"] = int((part["value"] > part["null_high"]).sum())
         meta[f"{key}_null_high"] = float(part["null_high"].max())
     meta["pos_first"] = int(pos["position"].min())
     meta["pos_last"] = int(pos["position"].max())
@@ -293,7 +295,7 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         meta[f"{key}_null_mean"] = topo.loc[name, "null_mean"]
         meta[f"{key}_p"] = topo.loc[name, "p_value"]
     meta["topo_others"] = int(len(topo))
-    meta["topo_others_beyond_null"] = int((topo["p_value"] < ALPHA).sum())
+    meta["topo_others_beyond_null"] = int((topo["value"] < topo["null_low"]).sum())
     meta.update({
         "sentence_cka": control.loc["sentence", "models"],
         "sentence_template_cka_a": control.loc["sentence", "a_template"],
@@ -360,7 +362,8 @@ def verdict(meta: Mapping[str, Any]) -> str:
     if meta["topo_informative"]:
         lines.append(
             f"Topology: the pairing-free H1 diagram distance ({meta['pd_value']:.2f}) is below "
-            f"its Gaussian null ({meta['pd_null_mean']:.2f}, {_p(meta['pd_p'])}).")
+            f"its Gaussian null ({meta['pd_null_mean']:.2f}, {_p(meta['pd_p'])}); "
+            f"{meta['topo_others_beyond_null']} of {meta['topo_others']} other settings also are.")
     else:
         lines.append(
             f"Topology: the pairing-free H1 diagram distance is not informative here — "
