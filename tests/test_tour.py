@@ -77,6 +77,7 @@ def test_summarise_reads_every_metric_from_its_table():
     assert meta["chosen_layer_value"] == pytest.approx(0.5)  # layer -1 of each = (2, 3)
     assert meta["pos_chosen_n_positions"] == 3 and meta["pos_chosen_beyond_null"] == 3
     assert meta["pos_chosen_max"] == pytest.approx(0.6)
+    assert meta["pos_lexical_above_contextual"] is False  # embeddings 0.3 < 0.6
     assert meta["topo_informative"] is False and meta["pd_p"] == pytest.approx(0.9)
     assert meta["topo_others_beyond_null"] == meta["topo_others"] == 3
     assert meta["template_dominates"] is True
@@ -112,6 +113,10 @@ def test_positions_inside_their_null_are_not_counted():
     meta = tour.summarise(_tables(positions=_positions([0.6, 0.02, 0.01])), CONFIG)
     assert meta["pos_chosen_beyond_null"] == 1
     assert "1 of 3 positions" in tour.verdict(meta)
+    low = _positions([0.2, 0.1, 0.25])  # the embeddings (0.3) above every contextual value
+    meta = tour.summarise(_tables(positions=low), CONFIG)
+    assert meta["pos_lexical_above_contextual"] is True
+    assert "more at every position" in tour.verdict(meta)
 
 
 def test_control_row_separates_template_from_concept_geometry():

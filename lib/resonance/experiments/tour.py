@@ -286,6 +286,7 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         meta[f"{key}_mean"] = float(part["value"].mean())
         meta[f"{key}_beyond_null"] = int((part["value"] > part["null_high"]).sum())
         meta[f"{key}_null_high"] = float(part["null_high"].max())
+    meta["pos_lexical_above_contextual"] = bool(meta["pos_embed_min"] > meta["pos_chosen_max"])
     meta["pos_first"] = int(pos["position"].min())
     meta["pos_last"] = int(pos["position"].max())
     for name, key in (("H1, cosine, chosen layers", "topo_h1_cosine"),
@@ -357,8 +358,9 @@ def verdict(meta: Mapping[str, Any]) -> str:
     lines.append(
         f"Dynamic, token positions: at the chosen layers {meta['pos_chosen_beyond_null']} of "
         f"{meta['pos_chosen_n_positions']} positions resonate beyond their null (CKA "
-        f"{meta['pos_chosen_min']:.2f}–{meta['pos_chosen_max']:.2f}; embeddings "
-        f"{meta['pos_embed_min']:.2f}–{meta['pos_embed_max']:.2f}).")
+        f"{meta['pos_chosen_min']:.2f}–{meta['pos_chosen_max']:.2f}); the context-free "
+        f"embeddings give {meta['pos_embed_min']:.2f}–{meta['pos_embed_max']:.2f}"
+        + (", more at every position." if meta["pos_lexical_above_contextual"] else "."))
     if meta["topo_informative"]:
         lines.append(
             f"Topology: the pairing-free H1 diagram distance ({meta['pd_value']:.2f}) is below "
