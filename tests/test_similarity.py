@@ -501,3 +501,16 @@ def test_pwcca_keep_makes_wide_layers_comparable():
     assert S.pwcca(X, X, keep=5) == pytest.approx(1.0)
     table = S.similarity_matrix([X], [X[:, ::-1]], "pwcca", keep=5)
     assert table["value"].iloc[0] == pytest.approx(1.0)
+
+
+def test_similarity_matrix_keeps_the_layer_ids_of_activations():
+    """Activations of a layer subset used to be renumbered 0, 1, ... in the table."""
+    from resonance.activations import Activations
+
+    rng = np.random.default_rng(0)
+    layers = [rng.normal(size=(20, 5)) for _ in range(3)]
+    acts = Activations(layers, [0, 3, 6], "m", "mean", "k", n_items=20)
+    frame = S.similarity_matrix(acts, acts, measure="cka_linear")
+    assert sorted(set(frame["layer_a"])) == [0, 3, 6]
+    assert frame.set_index(["layer_a", "layer_b"]).loc[(3, 6), "value"] == pytest.approx(
+        S.similarity_matrix({3: layers[1]}, {6: layers[2]}, measure="cka_linear")["value"].iloc[0])

@@ -612,11 +612,11 @@ def svcca(X: Any, Y: Any, keep: float | int = 0.99) -> float:
     ``keep`` is a fraction of variance (float in (0, 1]) or a number of components (int) kept per
     matrix after centring: a float keeps the fewest leading directions whose cumulative share of
     variance reaches ``keep`` (Raghu et al. keep 99%); an int keeps that many, as google/svcca's
-    tutorials do (e.g. the top 50 directions). Differences from google/svcca: it drops near-dead
-    neurons (``epsilon``) and regularises the covariances before CCA, and reports the mean of the
-    correlations of the side it was asked for; here no neuron is dropped (a dead unit has no
-    variance and no direction) and CCA is done on orthonormal bases, exactly. With ``keep`` given
-    as the same count the two agree to round-off. Invariant to orthogonal transforms, isotropic
+    tutorials do (e.g. the top 50 directions); to compare with their published values pass the
+    same count. Other differences from google/svcca: its CCA adds ``epsilon`` to the covariance
+    diagonals and drops units whose variance is below it, while here CCA is exact, on orthonormal
+    bases of the kept subspaces (a dead unit adds no direction, so nothing needs dropping); the
+    values then differ by an amount that grows with ``epsilon``. Invariant to orthogonal transforms, isotropic
     scaling, translation and feature permutation; with ``keep=1.0`` (plain CCA) to every
     invertible linear map. Meaningless (raises) when the kept dimensions sum to ``>= n``.
     """
@@ -864,6 +864,8 @@ Layers = Sequence[Any] | Mapping[Any, Any]
 
 
 def _named_layers(layers: Layers, label: str) -> tuple[list[Any], list[np.ndarray]]:
+    if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
+        layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:

@@ -44,7 +44,6 @@ for auxiliary objectives).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
