@@ -175,3 +175,12 @@ def test_effects_pair_only_the_seeds_both_configurations_have():
     bias = effects[(effects["key"] == "bias") & (effects["basis"] == "tokens")]
     fair = effects[(effects["key"] == "fair_gap") & (effects["basis"] == "tokens")]
     assert (bias["n_seeds"] == 3).all() and (fair["n_seeds"] == 5).all()
+
+
+def test_the_headline_says_whether_the_runs_plateaued():
+    final, curves = synthetic()
+    assert "every run at its plateau" in rtx.summarise(tables(final, curves), CONFIG, 300.0)[
+        "headline"]
+    final, curves = synthetic(slope=0.02)
+    assert "0 of 90 runs past the plateau gates" in rtx.summarise(
+        tables(final, curves), CONFIG, 300.0)["headline"]

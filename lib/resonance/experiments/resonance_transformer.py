@@ -1,20 +1,12 @@
 """04_resonance_transformer: reproduce the seed's "60 % smarter" runs at CPU scale, then control.
 
-Configurations (all trained the same way: the seed's AdamW 3e-4, weight decay 0.01, betas
+All configurations are trained the same way: the seed's AdamW 3e-4, weight decay 0.01, betas
 (0.9, 0.999), constant LR without warmup, clip 1.0, batches of 8 × 4 accumulated with the loss
-*not* divided by 4 -- ``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`):
+*not* divided by 4 -- ``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`).
 
-==================  =========================================================================
-``A_random_phase``  the Resonance Transformer, random phases (seed's model A)
-``B_rhyme_phase``   the same with rhyme-group phases (seed's model B)
-``B_shuffled``      B's groups (same tokens, same sizes) with members dealt at random
-``C_small_rhyme``   rhyme phases at 2/3 of A's width and depth (seed's model C)
-``standard_seed``   the seed's Standard: no phase, positions left at N(0, 1)
-``standard_fixed``  the Standard with positions at N(0, 0.02) like every other embedding
-``A_no_bias``       A with the attention bias off (w_h = 0, fixed)
-``A_no_blend``      A with the phase not added to the input (it still drives the bias)
-``standard_wide``   ``standard_fixed`` widened to A's parameter count
-==================  =========================================================================
+The nine configurations (``A_random_phase`` ... ``standard_wide``) are those described in
+:mod:`resonance.experiments.resonance_transformer_plateau`, which replaces this 64-update
+version once its paper profile has been run.
 
 Every configuration is trained with the same seeds; a seed fixes the data order, so
 comparisons are paired by seed. Effects are reported as the relative change in validation

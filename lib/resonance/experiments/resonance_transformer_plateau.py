@@ -760,9 +760,13 @@ def _fmt(meta: dict, key: str, digits: int = 1) -> str:
 
 
 def headline(meta: dict) -> str:
-    """One line for the README: the published and the fair gap at the plateau, both arms."""
-    return (f"At a plateau ({meta['n_seeds']} paired seeds, {meta['d_model']}d × "
-            f"{meta['n_layers']}L on {meta['corpus'].upper()}): phase model vs the seed's "
+    """One line for the README: the published and the fair gap, both arms, and whether the
+    runs reached their plateau."""
+    gates = ("every run at its plateau" if meta["all_passed"] else
+             f"{meta['n_runs_passed']} of {meta['n_runs']} runs past the plateau gates")
+    return (f"After {meta['steps']:,} updates ({gates}; {meta['n_seeds']} paired seeds, "
+            f"{meta['d_model']}d × {meta['n_layers']}L on {meta['corpus'].upper()}): phase "
+            f"model vs the seed's "
             f"Standard {_fmt(meta, 'published_gap_faithful', 0)} (published "
             f"{meta['published_published_gap']:+.0f} %); vs a Standard initialised like it "
             f"{_fmt(meta, 'fair_gap_faithful')} at the seed's learning rate, "
