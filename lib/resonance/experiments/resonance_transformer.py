@@ -2,7 +2,7 @@
 
 All configurations are trained the same way: the seed's AdamW 3e-4, weight decay 0.01, betas
 (0.9, 0.999), constant LR without warmup, clip 1.0, batches of 8 × 4 accumulated with the loss
-*not* divided by 4 -- ``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`).
+*not* divided by 4 (``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`).
 
 The nine configurations (``A_random_phase`` ... ``standard_wide``) are those described in
 :mod:`resonance.experiments.resonance_transformer_plateau`, which replaces this 64-update
