@@ -363,9 +363,9 @@ def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, me
     calls = []
     original = getattr(S, per_layer)
 
-    def counting(X, *args):
+    def counting(X, *args, **kwargs):
         calls.append(X.shape)
-        return original(X, *args)
+        return original(X, *args, **kwargs)
 
     monkeypatch.setattr(S, per_layer, counting)
     S.similarity_matrix(a, b, measure)

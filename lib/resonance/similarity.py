@@ -67,8 +67,9 @@ _SUMMED_ROWS = 2048
 # Float64 accumulators X_iᵀ Y_j held at once by the feature form (A's layers go in groups).
 _FEATURE_ACCUMULATOR_BYTES = 2**27
 # Cost weight of one Gram-band inner product per entry, relative to one multiply-add of a dense
-# GEMM (band inner products are memory-bound); see _linear_form.
-_GRAM_PAIR_WEIGHT = 4.0
+# GEMM (band pairings are memory-bound). Fitted on this project's 2-core machine: the two forms
+# take the same time for 12 + 12 layers of width 384 at n ~ 4,000; see _linear_form.
+_GRAM_PAIR_WEIGHT = 16.0
 # Float32 cosine scores held at once by the neighbour search (rows x n; 32 MiB).
 _SCORE_ELEMENTS = 2**23
 # Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy.
@@ -486,9 +487,11 @@ def _linear_form(n: int, widths_a: Sequence[int], widths_b: Sequence[int], same:
     Feature form: ``n d_i d_j`` multiply-adds per pair (dense GEMMs at the BLAS's best rate),
     plus ``n d²/2`` per layer for the self terms. Gram form: ``n² d / 2`` per layer for its
     upper-triangle bands, plus ``n² / 2`` per pair and per layer for the band inner products,
-    which are memory-bound and counted ``_GRAM_PAIR_WEIGHT`` times. So the feature form wins
-    whenever the widths are small next to ``n`` (``d < n`` for one pair; ``d <~ n / 6`` for
-    12 x 12 layers), the Gram form when the layers are wide.
+    which are memory-bound and counted ``_GRAM_PAIR_WEIGHT`` times. For ``L x L`` layers of
+    width ``d`` the forms break even at ``n ~ 2 d² (L + 1) / (2 d + w (L + 2))``: ``n ~ 2 d`` for
+    one pair, ``n ~ 10 d`` for 12 x 12 layers (``n ~ 3,900`` at ``d = 384``). Above that the
+    feature form is chosen (its cost grows as ``n``, the Gram form's as ``n²``), below it the
+    Gram form (wide layers, few stimuli). Both give the same values to float round-off.
     """
     pairs = [(i, j) for i in range(len(widths_a)) for j in range(len(widths_b))
              if not same or j >= i]
@@ -533,8 +536,9 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     per matrix. ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
     independent data where the biased value is inflated at small n, and can be slightly negative).
     Linear CKA takes the cheaper form (:func:`_linear_form`): the feature form
-    ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; whenever ``d1, d2 < n``) or banded Gram products
-    (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with float64 sums. Peak memory
+    ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; chosen when ``n`` exceeds about twice the widths)
+    or banded Gram products (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with
+    float64 sums. Peak memory
     beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and float64 accumulators whatever
     ``n``; Gram form a centred copy of both inputs plus ``16 MiB`` of bands each. RBF CKA holds
     both ``(n, n)`` float64 Grams.
@@ -645,9 +649,8 @@ def _top_k_by_index(scores: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([above, np.flatnonzero(scores == kth)[:k - above.size]])
 
 
-def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.ndarray,
-                      scores: np.ndarray) -> None:
-    """Neighbours of ``rows`` from their full float64 rows of cosines, into ``indices``/``scores``."""
+def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.ndarray) -> None:
+    """Neighbours of ``rows`` from their full float64 rows of cosines, into ``indices``."""
     n = unit.norms.size
     step = max(1, _SCORE_ELEMENTS // (2 * n))
     columns = _rows_per_block(unit.values.shape[1], 8, _FEATURE_BLOCK_BYTES)
@@ -661,34 +664,38 @@ def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.nda
                                                        unit.rows(slice(start, start + columns)))
         full[np.arange(chosen.size), chosen] = -np.inf
         for row, values in zip(chosen, full):
-            best = _top_k_by_index(values, k)
-            indices[row], scores[row] = best, values[best]
+            indices[row] = _top_k_by_index(values, k)
 
 
 def _top_candidates(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices of the ``count`` largest scores of each row (any order, ties arbitrary)
-    and each row's smallest kept score. ``torch.topk`` for long rows (about 10x faster than
-    ``np.argpartition``, worth its import from n ~ 4,000 on), NumPy otherwise."""
+    """Column indices ``(rows, count)`` of the ``count`` largest scores of each row and those
+    scores, largest first (ties in any order). ``torch.topk`` for long rows (about 10x faster
+    than ``np.argpartition``, worth its import from n ~ 4,000 on), NumPy otherwise."""
     if scores.shape[1] >= _TOPK_WITH_TORCH:
         import torch
 
-        top = torch.topk(torch.from_numpy(scores), count, dim=1, sorted=False)
-        return top.indices.numpy(), top.values.numpy().min(axis=1)
+        top = torch.topk(torch.from_numpy(scores), count, dim=1, sorted=True)
+        return top.indices.numpy(), top.values.numpy()
     kept = np.argpartition(scores, scores.shape[1] - count, axis=1)[:, scores.shape[1] - count:]
-    return kept, np.take_along_axis(scores, kept, axis=1).min(axis=1)
+    values = np.take_along_axis(scores, kept, axis=1)
+    order = np.argsort(-values, axis=1)
+    return np.take_along_axis(kept, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
-def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None,
-                       name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(n, k)`` of each row's k nearest other rows by cosine, and those cosines.
+def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name: str,
+                       values: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices ``(n, k)`` of each row's k nearest other rows by cosine, and (``values``) those
+    cosines in float64.
 
-    The cosines are ranked as the float64 unit rows would rank them (ties to the lower index),
+    The neighbours are those the float64 unit rows rank highest (ties to the lower index), found
     without an ``(n, n)`` matrix: row blocks of float32 scores (``_SCORE_ELEMENTS`` at a time)
-    propose ``2k + 8`` candidates per row (:func:`_top_candidates`), re-scored in float64. A
-    row's answer is exact when its k-th float64 score beats the best rejected candidate's float32
-    score by more than the float32 error bound ``(d + 3) 2⁻²⁴`` (unit rows, any summation order);
-    rows that miss it (near-ties, duplicates) are redone from their full float64 row of scores.
-    Memory: the float32 unit rows (``4 n d`` bytes) plus one score block.
+    give each row its ``2k + 8`` best candidates (:func:`_top_candidates`). A float32 score of
+    unit rows is within ``b = (d + 3) 2⁻²⁴`` of the float64 one (any summation order), so when a
+    row's k-th and (k+1)-th float32 scores differ by more than ``2b`` its float32 top k is the
+    float64 top k. Other rows (near-ties) have their candidates re-scored in float64; when even
+    the k-th float64 score is within ``b`` of the last candidate's (duplicates, many near-ties)
+    the row is redone from its full float64 row of scores. Memory: the float32 unit rows
+    (``4 n d`` bytes) plus one score block.
     """
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -703,36 +710,46 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None,
     eps = 2.0 ** -24
     bound = (d + 3) * eps / (1 - (d + 3) * eps)
     candidates = min(n - 1, 2 * k + 8)
-    indices, scores = np.empty((n, k), np.int64), np.empty((n, k))
+    indices = np.empty((n, k), np.int64)
     block = max(1, min(n, _SCORE_ELEMENTS // n))
-    gather = max(1, _SCORE_ELEMENTS // (4 * candidates * d))
     redo = []
     for start in range(0, n, block):
         stop = min(start + block, n)
         similar = screen[start:stop] @ screen.T
         similar[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        proposed, lowest = _top_candidates(similar, candidates)
-        exact = np.empty(proposed.shape)
-        for first in range(0, stop - start, gather):
-            last = min(first + gather, stop - start)
-            queries = unit.rows(slice(start + first, start + last))
-            others = unit.rows(proposed[first:last].ravel()).reshape(last - first, candidates, d)
-            exact[first:last] = np.einsum("qd,qcd->qc", queries, others)
-        order = np.lexsort((proposed, -exact))[:, :k]
-        indices[start:stop] = np.take_along_axis(proposed, order, axis=1)
-        scores[start:stop] = np.take_along_axis(exact, order, axis=1)
-        if candidates < n - 1:
-            unsure = scores[start:stop, -1] - lowest <= bound
-            redo.extend(start + np.flatnonzero(unsure))
+        proposed, screened = _top_candidates(similar, candidates)
+        indices[start:stop] = proposed[:, :k]
+        if candidates == k:  # every other row is a neighbour
+            continue
+        unclear = np.flatnonzero(screened[:, k - 1] - screened[:, k] <= 2 * bound)
+        if unclear.size:
+            exact = _cosine_pairs(unit, start + unclear, proposed[unclear])
+            order = np.lexsort((proposed[unclear], -exact))[:, :k]
+            indices[start + unclear] = np.take_along_axis(proposed[unclear], order, axis=1)
+            kth = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
+            unsure = kth - screened[unclear, -1] <= bound
+            redo.extend(start + unclear[unsure])
     if redo:
-        _exact_neighbours(unit, np.asarray(redo), k, indices, scores)
-    return indices, scores
+        _exact_neighbours(unit, np.asarray(redo), k, indices)
+    return indices, (_cosine_pairs(unit, np.arange(n), indices) if values else None)
+
+
+def _cosine_pairs(unit: _UnitRows, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Float64 cosines of ``rows[i]`` with each of ``columns[i, :]``, ``(len rows, c)``."""
+    d, count = unit.values.shape[1], columns.shape[1]
+    step = max(1, _SCORE_ELEMENTS // (4 * count * d))
+    out = np.empty(columns.shape)
+    for first in range(0, rows.size, step):
+        last = min(first + step, rows.size)
+        others = unit.rows(columns[first:last].ravel()).reshape(last - first, count, d)
+        out[first:last] = np.einsum("qd,qcd->qc", unit.rows(rows[first:last]), others)
+    return out
 
 
 def _knn_layer(X: np.ndarray, name: str = "X", k: int = 10,
                clamp_quantile: float | None = None) -> np.ndarray:
     """Sorted codes ``i * n + j`` of the (stimulus, neighbour) pairs of one layer."""
-    neighbours, _ = _cosine_neighbours(X, k, clamp_quantile, name)
+    neighbours, _ = _cosine_neighbours(X, k, clamp_quantile, name, values=False)
     n = X.shape[0]
     return np.sort((np.arange(n)[:, None] * n + neighbours).ravel())
 
@@ -1100,7 +1117,7 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     Linear CKA (biased and debiased) picks the cheaper form from ``n``, the widths and the layer
     counts (:func:`_linear_form`): the feature form, ``n Σ_ij d_i d_j`` multiply-adds in dense
     GEMMs over row blocks (chosen whenever the layers are narrow next to ``n``, e.g. 12 + 12
-    layers of width ``d`` for ``n >~ 6 d``), or banded Grams, ``n² Σ_l d_l / 2`` plus the band
+    layers of width ``d`` for ``n >~ 10 d``), or banded Grams, ``n² Σ_l d_l / 2`` plus the band
     pairings (wide layers, small ``n``). Neither holds an ``(n, n)`` matrix or a float64 copy of a
     float32 layer. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` (a 64 MiB buffer of
     centred row blocks and ``<= 128 MiB`` of float64 ``d_i x Σ d_j`` accumulators, more only when
