@@ -27,7 +27,8 @@ def residual_model(n: int, d: int, layers: int, seed: int, offset: float = 0.0,
     h = stimuli @ rng.standard_normal((16, d)) / 4.0
     out = []
     for _ in range(layers):
-        h = h + np.tanh(h @ rng.standard_normal((d, d)) / np.sqrt(d)) + 0.3 * rng.standard_normal((n, d))
+        update = np.tanh(h @ rng.standard_normal((d, d)) / np.sqrt(d))
+        h = h + update + 0.3 * rng.standard_normal((n, d))
         out.append((h + offset).astype(dtype))
     return out
 
@@ -54,7 +55,8 @@ def cases() -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
         "clustered32": ([clustered(2000, 32, 7), clustered(2000, 24, 8)],
                         [clustered(2000, 32, 7) + clustered(2000, 32, 9) * 0.3]),
         # medium: n = 4096, d = 384 float32 (as activations.extract returns them)
-        "medium32": (residual_model(4096, 384, 2, 10), residual_model(4096, 384, 2, 11, offset=1.0)),
+        "medium32": (residual_model(4096, 384, 2, 10),
+                     residual_model(4096, 384, 2, 11, offset=1.0)),
     }
 
 

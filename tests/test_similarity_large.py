@@ -148,8 +148,8 @@ def test_near_ties_and_duplicates_fall_back_to_float64_rows(monkeypatch):
     X[360:390] = X[5] + 1e-9 * rng.standard_normal((30, 16))  # more near-ties than candidates
     redone = []
     original = S._exact_neighbours
-    monkeypatch.setattr(S, "_exact_neighbours",
-                        lambda unit, rows, *rest: redone.append(rows) or original(unit, rows, *rest))
+    monkeypatch.setattr(S, "_exact_neighbours", lambda unit, rows, *rest:
+                        redone.append(rows) or original(unit, rows, *rest))
     assert neighbour_set(X, 5) == brute_force_neighbours(X, 5)
     redone = set(np.concatenate(redone).tolist())
     assert set(range(360, 390)) <= redone and len(redone) < 60  # only the unsure rows
@@ -171,8 +171,8 @@ def test_cknna_sparse_matches_dense_reference_formula():
 
     (K, mx), (L, my) = dense(X), dense(Y)
     both = mx & my
-    value = (S.hsic(K * both, L * both, debiased=True)
-             / np.sqrt(S.hsic(K * mx, K * mx, debiased=True) * S.hsic(L * my, L * my, debiased=True)))
+    selfs = S.hsic(K * mx, K * mx, debiased=True) * S.hsic(L * my, L * my, debiased=True)
+    value = S.hsic(K * both, L * both, debiased=True) / np.sqrt(selfs)
     assert S.cknna(X, Y, k=k) == pytest.approx(value, rel=1e-10)
 
 
@@ -225,3 +225,12 @@ def test_large_n_mutual_knn_and_cknna(large_layers):
                                rtol=0, atol=1e-12)
     value = S.similarity_matrix([X], [Y], "cknna")["value"].iloc[0]
     assert 0.05 < value < 0.95   # related layers: far above 0, below identical
+
+
+@pytest.mark.parametrize("measure", ["cka_linear", "cka_linear_debiased", "mutual_knn"])
+def test_mixed_float32_and_float64_layers(measure):
+    a = residual_model(600, 30, 2, 36)                      # float32
+    b = residual_model(600, 20, 2, 37, dtype=np.float64)
+    mixed = S.similarity_matrix(a, b, measure)["value"]
+    wide = S.similarity_matrix([X.astype(np.float64) for X in a], b, measure)["value"]
+    np.testing.assert_allclose(mixed, wide, rtol=0, atol=1e-6)

@@ -6,8 +6,8 @@ torch tensors; results are Python floats. Linear CKA and the k-NN measures keep 
 (what ``activations.extract`` returns) in float32, multiply in float32 and sum in float64 (within
 ~1e-6 of all-float64 arithmetic, neighbour sets ranked in float64); everything else is computed in
 float64. Bad input (NaN/inf, mismatched ``n``, too few stimuli, ``n <= k``, constant input) raises
-``ValueError`` naming the problem; no measure returns NaN. A single constant column (a dead unit) is allowed; a matrix whose
-rows are all identical is not.
+``ValueError`` naming the problem; no measure returns NaN. A single constant column (a dead unit)
+is allowed; a matrix whose rows are all identical is not.
 
 Invariances (transforms applied to the features of one side):
 
@@ -293,7 +293,7 @@ def _debiased_feature_term(cross: float, sq_rows_x: np.ndarray, sq_rows_y: np.nd
 
 
 def _storage(X: Any) -> np.ndarray:
-    """``X`` as an array that keeps float32 (and widens float16 to float32); other input -> float64."""
+    """``X`` as an array: float32 stays float32 (float16 widens to it), the rest becomes float64."""
     if hasattr(X, "detach"):
         X = X.detach().cpu().numpy()
     X = np.asarray(X)
@@ -329,8 +329,9 @@ class _LinearLayer:
         dtype (into ``out`` when given): float32 keeps the centred values to float32 precision
         whatever the offset of the raw activations."""
         rows = np.subtract(self.values[start:stop], self.mean, dtype=np.float64)
+        rows = rows.astype(self.values.dtype, copy=False)  # the values sq_norms was made from
         if out is None:
-            return rows.astype(self.values.dtype, copy=False)
+            return rows
         out[...] = rows
         return out
 
@@ -538,10 +539,9 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     Linear CKA takes the cheaper form (:func:`_linear_form`): the feature form
     ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; chosen when ``n`` exceeds about twice the widths)
     or banded Gram products (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with
-    float64 sums. Peak memory
-    beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and float64 accumulators whatever
-    ``n``; Gram form a centred copy of both inputs plus ``16 MiB`` of bands each. RBF CKA holds
-    both ``(n, n)`` float64 Grams.
+    float64 sums. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and
+    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``16 MiB``
+    of bands each. RBF CKA holds both ``(n, n)`` float64 Grams.
 
     Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
     to general invertible linear maps. Meaningless for n < 3 (n < 4 debiased). A non-positive
@@ -576,7 +576,8 @@ class MinibatchCKA:
     def update(self, X_batch: Any, Y_batch: Any) -> MinibatchCKA:
         X, Y = _validated_float_pair(X_batch, Y_batch)
         _require_rows(X, 4, "a minibatch of debiased CKA", "X_batch")
-        a, b = _linear_layer(X, "X_batch", debiased=True), _linear_layer(Y, "Y_batch", debiased=True)
+        a = _linear_layer(X, "X_batch", debiased=True)
+        b = _linear_layer(Y, "Y_batch", debiased=True)
         cross, (self_a,), (self_b,) = _linear_products([a], [b], same=False)
         scale = X.shape[0] * (X.shape[0] - 3)  # the HSIC1 of one batch is its term over b(b-3)
         self._cross += _linear_hsic(cross[0, 0], a, b) / scale
