@@ -234,3 +234,14 @@ def test_mixed_float32_and_float64_layers(measure):
     mixed = S.similarity_matrix(a, b, measure)["value"]
     wide = S.similarity_matrix([X.astype(np.float64) for X in a], b, measure)["value"]
     np.testing.assert_allclose(mixed, wide, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("power", [-90, 70])
+def test_float32_extreme_magnitudes_are_rescaled_not_overflowed(power):
+    X, Y = residual_model(400, 24, 2, 38)
+    scaled = np.ldexp(X, power).astype(np.float32)
+    assert np.isfinite(scaled).all() and scaled.dtype == np.float32
+    for debiased in (False, True):
+        assert S.cka(scaled, Y, debiased=debiased) == pytest.approx(
+            S.cka(X, Y, debiased=debiased), abs=1e-6)
+    assert S.mutual_knn(scaled, Y) == S.mutual_knn(X, Y)
