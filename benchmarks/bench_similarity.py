@@ -176,8 +176,9 @@ def main() -> None:
         return
     sizes = SCALING_N[:3] if args.quick else SCALING_N
     grid_n, grid_layers = (4096, 4) if args.quick else (args.n, args.layers)
-    warm = synthetic_model(256, 16, 2, 0)
-    S.similarity_matrix(warm, warm, "cka_linear")  # warm up BLAS threads
+    warm = synthetic_model(S._TOPK_WITH_TORCH, 16, 2, 0)  # warm up BLAS threads, import torch
+    S.similarity_matrix(warm, warm, "cka_linear")
+    S.similarity_matrix(warm, warm, "mutual_knn")
     started = time.process_time()
     print(f"BLAS: {blas()}")
     scaled = scaling(sizes, cka_layers=4)
