@@ -10,6 +10,7 @@ Modules (each imported on first use, so ``import resonance`` stays fast):
 
 - ``paths``, ``seeding``, ``profiles``, ``io``, ``store``, ``plots`` -- plumbing;
 - ``similarity``, ``topology``, ``metrics`` -- the measures; ``measures`` -- their registry;
+  ``positions`` -- token alignment and resonance per token position;
 - ``data``, ``stimuli``, ``zoo``, ``activations``, ``models``, ``train`` -- corpora, stimuli,
   models, features and training;
 - ``experiments`` -- one module per notebook finding.
@@ -31,7 +32,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 _MODULES = (
     "paths", "seeding", "profiles", "io", "store", "plots", "similarity", "topology", "measures",
-    "metrics", "data", "stimuli", "zoo", "activations", "models", "train", "experiments",
+    "metrics", "positions", "data", "stimuli", "zoo", "activations", "models", "train", "experiments",
     "paper", "notebooks", "comparison", "report", "cli",
 )
 # name -> module that defines it (functions and classes only: a submodule keeps its own name,
