@@ -38,7 +38,7 @@ from ..decoding import (bootstrap_mean, concept_accuracy, grouped_classification
 from ..seeding import seed_everything
 from ..store import Bundle
 from ..topology.features import mapper_purity, normalise_scale, scale_features  # noqa: F401
-from .common import RECIPE, profile_config
+from .common import RECIPE, check_architecture_config, profile_config
 
 NAME = "02_architecture"
 VERSION = 2  # 2: bare-word stimuli, GPT-2 shape shared with 01_scale, per-concept local CKA
@@ -101,23 +101,7 @@ def model_names(config: Mapping[str, Any]) -> list[str]:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Raise a ValueError naming the problem when ``config`` cannot give a sound experiment."""
-    families = list(config["families"])
-    unknown = set(families) - set(models.FAMILIES)
-    if unknown:
-        raise ValueError(f"unknown families {sorted(unknown)}; known: {models.FAMILIES}")
-    if len(set(families)) < 2:
-        raise ValueError("need at least two distinct architectures (families) to compare")
-    if not isinstance(config["n_seeds"], int) or config["n_seeds"] < 2:
-        raise ValueError(f"n_seeds must be an integer >= 2 (grouped-by-seed cross-validation and "
-                         f"the within-architecture seed ceiling need two), got {config['n_seeds']!r}")
-    shape = config["shape"]
-    if (len(shape) != 2 or not all(isinstance(v, int) and v >= 1 for v in shape)
-            or shape[0] % 8):
-        raise ValueError(f"shape must be [d_model, n_layers] with d_model a multiple of 8, "
-                         f"got {shape!r}")
-    bad = [p for p in config["pretrained"] if p not in PRETRAINED]
-    if bad:
-        raise ValueError(f"unknown pretrained models {bad}; choose from {sorted(PRETRAINED)}")
+    check_architecture_config(config, PRETRAINED)
     n_sub, per = config["n_subsets"], config["n_per_concept"]
     if not isinstance(n_sub, int) or n_sub < 2:
         raise ValueError(f"n_subsets must be an integer >= 2 (one is held out), got {n_sub!r}")

@@ -30,7 +30,7 @@ import pandas as pd
 from .. import activations, decoding, metrics, models, stats, store, topology, zoo
 from ..seeding import seed_everything
 from ..store import Bundle
-from .common import (RECIPE_GATED as RECIPE, decodability_rows, gate_table, inhouse_model, model_clouds,
+from .common import (RECIPE_GATED as RECIPE, check_architecture_config, decodability_rows, gate_table, inhouse_model, model_clouds,
                      profile_config, random_init_twin, unigram_baseline, word_and_verse_stimuli)
 
 NAME = "02_architecture"
@@ -65,23 +65,7 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Raise a ValueError naming the problem when ``config`` cannot give a sound experiment."""
-    families = list(config["families"])
-    unknown = set(families) - set(models.FAMILIES)
-    if unknown:
-        raise ValueError(f"unknown families {sorted(unknown)}; known: {models.FAMILIES}")
-    if len(set(families)) < 2:
-        raise ValueError("need at least two distinct architectures (families) to compare")
-    if not isinstance(config["n_seeds"], int) or config["n_seeds"] < 2:
-        raise ValueError(f"n_seeds must be an integer >= 2 (grouped-by-seed cross-validation and "
-                         f"the within-architecture seed ceiling need two), got {config['n_seeds']!r}")
-    shape = config["shape"]
-    if (len(shape) != 2 or not all(isinstance(v, int) and v >= 1 for v in shape)
-            or shape[0] % 8):
-        raise ValueError(f"shape must be [d_model, n_layers] with d_model a multiple of 8, "
-                         f"got {shape!r}")
-    bad = [p for p in config["pretrained"] if p not in PRETRAINED]
-    if bad:
-        raise ValueError(f"unknown pretrained models {bad}; choose from {sorted(PRETRAINED)}")
+    check_architecture_config(config, PRETRAINED)
     if config["n_tokens"] < 100:
         raise ValueError(f"n_tokens must be >= 100 for persistent homology, got {config['n_tokens']}")
     if config["n_perm"] < 19:

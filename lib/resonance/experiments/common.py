@@ -153,3 +153,27 @@ def gate_table(models, gates, twin_of: str):
     out["concept_gate"] = (out.ci_low > out.chance) & above_twin
     out["twin_accuracy"] = out["twin_accuracy"].astype(float).fillna(np.nan)
     return out
+
+
+def check_architecture_config(config: Mapping[str, Any], pretrained: Mapping[str, str]) -> None:
+    """The checks every architecture comparison needs: known, distinct families; >= 2 seeds;
+    a ``[d_model, n_layers]`` shape; pretrained models among ``pretrained``."""
+    from .. import models
+
+    families = list(config["families"])
+    unknown = set(families) - set(models.FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown families {sorted(unknown)}; known: {models.FAMILIES}")
+    if len(set(families)) < 2:
+        raise ValueError("need at least two distinct architectures (families) to compare")
+    if not isinstance(config["n_seeds"], int) or config["n_seeds"] < 2:
+        raise ValueError(f"n_seeds must be an integer >= 2 (grouped-by-seed cross-validation and "
+                         f"the within-architecture seed ceiling need two), got {config['n_seeds']!r}")
+    shape = config["shape"]
+    if (len(shape) != 2 or not all(isinstance(v, int) and v >= 1 for v in shape)
+            or shape[0] % 8):
+        raise ValueError(f"shape must be [d_model, n_layers] with d_model a multiple of 8, "
+                         f"got {shape!r}")
+    bad = [p for p in config["pretrained"] if p not in pretrained]
+    if bad:
+        raise ValueError(f"unknown pretrained models {bad}; choose from {sorted(pretrained)}")
