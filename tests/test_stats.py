@@ -16,14 +16,9 @@ def test_mean_ci_matches_scipy_t_interval():
         stats.mean_ci([])
 
 
-def test_diff_ci_matches_welch_test_and_hedges_g_sign():
+def test_hedges_g_sign_and_known_value():
     rng = np.random.default_rng(0)
     a, b = rng.normal(1, 1, 8), rng.normal(0, 2, 6)
-    diff, low, high = stats.diff_ci(a, b)
-    t = sps.ttest_ind(a, b, equal_var=False)
-    # the interval excludes 0 exactly when Welch's test rejects at 5 %
-    assert (low > 0 or high < 0) == (t.pvalue < 0.05)
-    assert diff == pytest.approx(a.mean() - b.mean())
     assert stats.hedges_g(a, b) > 0 > stats.hedges_g(b, a)
     # known value: two groups one pooled SD apart, large n -> g close to 1
     x = np.tile([-1.0, 1.0], 500)

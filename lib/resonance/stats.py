@@ -46,21 +46,6 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     return float((a.mean() - b.mean()) / pooled * correction)
 
 
-def diff_ci(a: Sequence[float], b: Sequence[float], ci: float = 0.95) -> tuple[float, float, float]:
-    """Difference of means a − b with a Welch confidence interval."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-    half = float(_stats.t.ppf((1 + ci) / 2, dof) * se)
-    return diff, diff - half, diff + half
-
-
 def fmt(value: float | None, spec: str = ".2f") -> str:
     """Format a number for a report; undefined ones (None, NaN) print as "n/a"."""
     if value is None or (isinstance(value, float) and np.isnan(value)):

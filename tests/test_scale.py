@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resonance.experiments import scale_gated as scale
+from resonance.experiments import scale
 
 
 def _tables(medium_gap: float, noise: float = 0.01, concept_acc: float = 0.4, seed: int = 0):
@@ -49,6 +49,7 @@ def test_equal_medium_and_ceiling_is_supported_by_tost():
     meta = scale.summarise(_tables(medium_gap=0.0))
     assert meta["primary_equivalent"] and meta["primary_tost_p_holm"] < 0.05
     assert scale.verdict(meta).startswith("supported")
+    assert meta["headline"].startswith("GPT-2 ladder")
     assert not meta["nonlinear_decidable"]
     assert "undecidable" in scale.verdict(meta)
 
@@ -69,7 +70,9 @@ def test_noisy_cells_that_contain_zero_are_inconclusive_not_supported():
 def test_failed_concept_gate_makes_the_claim_untestable():
     meta = scale.summarise(_tables(medium_gap=0.0, concept_acc=0.12))
     assert not meta["gate_concept_rung1"]
-    assert scale.verdict(meta).startswith("untestable")
+    assert scale.verdict(meta).startswith("untestable: the medium width's concept decodability, "
+                                          "the largest width's concept decodability fail")
+    assert meta["headline"].startswith("untestable")
 
 
 def test_run_rejects_all_seeds_as_references():
