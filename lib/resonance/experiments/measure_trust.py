@@ -26,7 +26,7 @@ from .. import data, invariance, store, train
 from .. import measures as registry
 from ..seeding import seed_everything
 from ..similarity import similarity_matrix
-from ..stats import seed_pair_bootstrap
+from ..stats import fmt, seed_pair_bootstrap
 from ..store import Bundle
 from .common import profile_config
 
@@ -217,25 +217,33 @@ def hidden_states(model, windows: np.ndarray, rows: np.ndarray) -> list[np.ndarr
     return [h[rows[:, 0], rows[:, 1]].double().numpy() for h in out.hidden_states[1:]]
 
 
-def _grid(layers_a, layers_b, measure: str, kw: dict) -> np.ndarray:
-    """Layer x layer values oriented so that higher = more alike; asymmetric measures are
-    symmetrised as S(A, B) + S(B, A)^T, as Kornblith et al. did."""
+def _grids(states: dict[int, list[np.ndarray]], measure: str, kw: dict) -> dict:
+    """Layer x layer values for every seed pair (a < b), oriented so that higher = more alike;
+    asymmetric measures are symmetrised as S(A, B) + S(B, A)^T, as Kornblith et al. did. One
+    ``similarity_matrix`` call over all models' layers, so each layer is prepared once."""
     spec = registry.get(measure)
-    grid = similarity_matrix(layers_a, layers_b, measure, **kw)["value"].to_numpy()
-    L = len(layers_a)
-    grid = grid.reshape(L, len(layers_b))
+    layers = {(seed, i): X for seed, xs in states.items() for i, X in enumerate(xs)}
+    table = similarity_matrix(layers, layers, measure, **kw)
+    names = list(layers)
+    values = table["value"].to_numpy().reshape(len(names), len(names))
     if not spec.symmetric:
-        other = similarity_matrix(layers_b, layers_a, measure, **kw)["value"].to_numpy()
-        grid = grid + other.reshape(len(layers_b), L).T
-    return grid if spec.higher_is_similar else -grid
+        values = values + values.T
+    if not spec.higher_is_similar:
+        values = -values
+    where = {name: i for i, name in enumerate(names)}
+    out = {}
+    for a, b in combinations(sorted(states), 2):
+        rows = [where[a, i] for i in range(len(states[a]))]
+        cols = [where[b, j] for j in range(len(states[b]))]
+        out[a, b] = values[np.ix_(rows, cols)]
+    return out
 
 
 def identification_rows(states: dict[int, list[np.ndarray]], condition: str) -> pd.DataFrame:
     """One row per (measure, ordered seed pair, layer of A): the most similar layer of B."""
     rows = []
-    for a, b in combinations(sorted(states), 2):
-        for label, (measure, kw) in IDENTIFICATION.items():
-            grid = _grid(states[a], states[b], measure, kw)
+    for label, (measure, kw) in IDENTIFICATION.items():
+        for (a, b), grid in _grids(states, measure, kw).items():
             for (sa, sb), g in (((a, b), grid), ((b, a), grid.T)):
                 best = g.argmax(axis=1)
                 for layer, hit in enumerate(best):
@@ -267,7 +275,14 @@ def _models(config: dict) -> tuple[pd.DataFrame, dict, dict]:
 
 
 def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
+    from threadpoolctl import threadpool_limits
+
     seed_everything(config["seed"])
+    with threadpool_limits(1):  # small matrices: one BLAS thread is fastest (and repeatable)
+        return _compute(config)
+
+
+def _compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     models, trained_states, init_states = _models(config)
     ident = [identification_rows(trained_states, "trained")]
     if init_states:
@@ -371,7 +386,8 @@ def measure_verdicts(inv: pd.DataFrame, acc: pd.DataFrame, meta: dict) -> list[l
         init_note = ""
         if len(init):
             init_note = f"; untrained twins {init['accuracy'].iloc[0]:.0%}"
-        ident = (f"identifies layers {row.accuracy:.0%} [{row.ci_low:.0%}, {row.ci_high:.0%}] "
+        ident = (f"identifies layers {row.accuracy:.0%} [{fmt(row.ci_low, '.0%')}, "
+                 f"{fmt(row.ci_high, '.0%')}] "
                  f"(chance {row.chance:.0%}; +-1 layer {row.accuracy_pm1:.0%}{init_note})")
         if not meta["gate_passed"]:
             use = "no verdict on identification: the models failed the capability gate"
