@@ -372,16 +372,20 @@ def test_similarity_matrix_of_a_model_with_itself(model_layers, measure):
     np.testing.assert_allclose(values[2, 0], S.similarity(a[2], a[0], measure, **kw), rtol=1e-9)
 
 
-@pytest.mark.parametrize("measure", ["cka_rbf", "mutual_knn", "cknna"])
-def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, measure):
+@pytest.mark.parametrize("measure, per_layer", [("cka_rbf", "linear_gram"),
+                                                 ("mutual_knn", "_cosine_neighbours"),
+                                                 ("cknna", "_cosine_neighbours")])
+def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, measure, per_layer):
+    """Each layer's Gram (RBF) or neighbour search (k-NN measures) runs once per layer."""
     a, b = model_layers
     calls = []
+    original = getattr(S, per_layer)
 
-    def counting_gram(X):
+    def counting(X, *args, **kwargs):
         calls.append(X.shape)
-        return X @ X.T
+        return original(X, *args, **kwargs)
 
-    monkeypatch.setattr(S, "linear_gram", counting_gram)
+    monkeypatch.setattr(S, per_layer, counting)
     S.similarity_matrix(a, b, measure)
     assert len(calls) == len(a) + len(b)
     calls.clear()
@@ -393,6 +397,7 @@ def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, me
 def test_banded_linear_cka_builds_each_gram_band_once_and_matches_pairwise(monkeypatch, measure):
     n, bands = 300, 3
     monkeypatch.setattr(S, "_BAND_ELEMENTS", 128 * n)  # 128-row bands, the last one short
+    monkeypatch.setattr(S, "_linear_form", lambda *shape: "gram")  # the banded Gram form
     a = [gaussian(n, d, 50 + d) for d in (20, 7)]
     b = [a[0][:, :5] + 0.5 * gaussian(n, 5, 60), gaussian(n, 400, 61), a[1] @ gaussian(7, 9, 62)]
     band_calls = []

@@ -10,6 +10,7 @@ Modules (each imported on first use, so ``import resonance`` stays fast):
 
 - ``paths``, ``seeding``, ``profiles``, ``io``, ``store``, ``plots`` -- plumbing;
 - ``similarity``, ``topology``, ``metrics`` -- the measures; ``measures`` -- their registry;
+  ``positions`` -- token alignment and resonance per token position;
 - ``data``, ``stimuli``, ``zoo``, ``activations``, ``models``, ``train`` -- corpora, stimuli,
   models, features and training;
 - ``experiments`` -- one module per notebook finding.
@@ -31,8 +32,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 _MODULES = (
     "paths", "seeding", "profiles", "io", "store", "plots", "similarity", "topology", "measures",
-    "metrics", "data", "stimuli", "zoo", "activations", "models", "train", "experiments",
-    "paper", "notebooks",
+    "metrics", "positions", "data", "stimuli", "zoo", "activations", "models", "train", "experiments",
+    "paper", "notebooks", "comparison", "report", "cli",
 )
 # name -> module that defines it (functions and classes only: a submodule keeps its own name,
 # so `resonance.train` is always the module and `resonance.similarity` too).
@@ -47,12 +48,14 @@ _EXPORTS = {
     "cached": "store", "Bundle": "store",
     "config_hash": "io",
     "seed_everything": "seeding",
+    "compare": "comparison", "rank": "comparison",
 }
 
 __all__ = ["__version__", *_MODULES, *_EXPORTS]
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time everything is lazy
     from .activations import Activations, extract  # noqa: F401
+    from .comparison import compare, rank  # noqa: F401
     from .io import config_hash  # noqa: F401
     from .metrics import global_resonance, local_resonance  # noqa: F401
     from .seeding import seed_everything  # noqa: F401
