@@ -26,7 +26,7 @@ from .. import data, invariance, store, train
 from .. import measures as registry
 from ..seeding import seed_everything
 from ..similarity import similarity_matrix
-from ..stats import fmt, seed_pair_bootstrap
+from ..stats import fmt, seed_pair_bootstrap, unigram_perplexity
 from ..store import Bundle
 from .common import profile_config
 
@@ -179,14 +179,6 @@ def reference_values(config: dict) -> pd.DataFrame:
 
 
 # -- 3. layer identification ---------------------------------------------------------------------
-
-def unigram_perplexity(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> float:
-    """Perplexity on ``val_tokens`` of add-one-smoothed token frequencies of ``train_tokens``:
-    the capability floor a language model must beat."""
-    counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size)[:vocab_size] + 1.0
-    logp = np.log(counts / counts.sum())
-    return float(np.exp(-logp[np.asarray(val_tokens)].mean()))
-
 
 def _train_config(config: dict, seed: int) -> train.TrainConfig:
     return train.TrainConfig(family="gpt2", seed=seed, **config["model"])
