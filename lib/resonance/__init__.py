@@ -3,7 +3,7 @@
 Modules (import what you need; heavy ones are not imported here):
 
 - ``paths``, ``seeding``, ``profiles``, ``store``, ``plots`` -- plumbing;
-- ``similarity``, ``topology``, ``metrics`` -- the measures;
+- ``similarity``, ``topology``, ``metrics`` -- the measures; ``measures`` -- their registry;
 - ``data``, ``zoo``, ``activations``, ``train`` -- corpora, models and features;
 - ``experiments`` -- one module per notebook finding.
 """
