@@ -400,7 +400,27 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
         "base_val_loss": float(tables["behaviour"].query("step == 0 and corpus == @c")
                                ["val_loss"].iloc[0])} for c in EVAL_CORPORA])
     tables["base"]["base_train_val_loss"] = base_val
+    tables.update(derived_tables(tables, config))
     return tables, summarise(tables, config)
+
+
+def derived_tables(tables: Mapping[str, pd.DataFrame],
+                   config: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """Velocities, concentration with nulls, early-vs-late effect sizes, velocity null bands."""
+    vel = velocity_table(tables["distances"])
+    return {"velocity": vel,
+            "concentration": concentration_table(tables["distances"], int(config["n_perm"]),
+                                                 int(config["seed"])),
+            "effects": effect_sizes(vel), "velocity_null": velocity_null_band(tables["distances"])}
+
+
+def velocity_null_band(distances: pd.DataFrame) -> pd.DataFrame:
+    """What ``v_t`` looks like under the checkpoint-permutation null: the 2.5 / 50 / 97.5 %
+    quantiles of distances between *all* checkpoint pairs (a permuted path steps between
+    random pairs), per objective, schedule, measure and layer, seeds pooled."""
+    g = distances.groupby(["objective", "schedule", "measure", "layer"])["value"]
+    return pd.DataFrame({"null_low": g.quantile(0.025), "null_median": g.median(),
+                         "null_high": g.quantile(0.975)}).reset_index()
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,8 +517,8 @@ def trajectory_matrix(table: pd.DataFrame, columns: Sequence[str]) -> tuple[np.n
     return wide.to_numpy(dtype=float), labels
 
 
-def _loso_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> float:
-    from sklearn.linear_model import RidgeClassifier
+def _loso_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    from sklearn.neighbors import NearestCentroid
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -506,7 +526,7 @@ def _loso_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) 
     pred = np.empty_like(y)
     for g in np.unique(groups):
         test = groups == g
-        clf = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0))
+        clf = make_pipeline(StandardScaler(), NearestCentroid())
         clf.fit(X[~test], y[~test])
         pred[test] = clf.predict(X[test])
     return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
@@ -516,15 +536,16 @@ def objective_classification(X: np.ndarray, labels: pd.DataFrame, n_perm: int,
                              seed: int = 0) -> dict[str, float]:
     """Leave-one-seed-out balanced accuracy of the objective from trajectories ``X``.
 
-    The classifier is a ridge classifier (alpha 1) on standardised features: there are far
-    more features (feature x layer x checkpoint) than rows, where ridge is fast and stable.
+    The classifier is nearest-centroid on standardised features (scaler fitted on the
+    training seed): there are far more features (feature x layer x checkpoint) than rows,
+    where a centroid rule is fast, needs no tuning and handles any number of classes.
 
     Null: the objectives are permuted between whole runs (all subsamples of a run keep one
     label) within each seed and schedule, and the whole cross-validation is repeated.
     """
     y = labels["objective"].to_numpy()
     groups = labels["seed"].to_numpy()
-    observed = _loso_accuracy(X, y, groups, seed)
+    observed = _loso_accuracy(X, y, groups)
     run_id = labels[["seed", "schedule", "objective"]].astype(str).agg("|".join, axis=1).to_numpy()
     rng = np.random.default_rng([seed, 0xC1A55])
     null = np.empty(n_perm)
@@ -536,7 +557,7 @@ def objective_classification(X: np.ndarray, labels: pd.DataFrame, n_perm: int,
             objs = np.array([y[block][run_id[block] == r][0] for r in runs_here])
             mapping = dict(zip(runs_here, rng.permutation(objs)))
             y_perm[block] = [mapping[r] for r in run_id[block]]
-        null[k] = _loso_accuracy(X, y_perm, groups, seed)
+        null[k] = _loso_accuracy(X, y_perm, groups)
     return {"accuracy": observed, "chance": 1 / len(np.unique(y)),
             "null_mean": float(null.mean()), "null_high": float(np.quantile(null, 0.95)),
             "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm)),
@@ -546,9 +567,9 @@ def objective_classification(X: np.ndarray, labels: pd.DataFrame, n_perm: int,
 def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> dict:
     """Every number the notebook and the paper quote; see :func:`verdict`."""
     dist = tables["distances"]
-    vel = velocity_table(dist)
-    conc = concentration_table(dist, int(config["n_perm"]), int(config["seed"]))
-    eff = effect_sizes(vel)
+    if "concentration" not in tables:
+        tables = {**tables, **derived_tables(tables, config)}
+    vel, conc, eff = tables["velocity"], tables["concentration"], tables["effects"]
     objectives = [o for o in config["objectives"] if o != CONTROL_OBJECTIVE]
     primary = conc.query("measure == @TOPOLOGY and schedule == 'cosine' "
                          "and objective in @objectives").copy()
