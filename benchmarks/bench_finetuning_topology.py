@@ -43,7 +43,7 @@ def main(quick: bool = False) -> dict:
     X2 = X + 0.02 * rng.normal(size=X.shape)
     reps = 2 if quick else 10
     ph, (dgm, _) = _cpu(lambda: ft7.h1_and_summary(X[:M]), reps)
-    _, (dgm2, _) = ft7.h1_and_summary(X2[:M])
+    dgm2, _ = ft7.h1_and_summary(X2[:M])
     G = stats.gaussian_like(X[:M], rng)
     ph_gauss, (gdgm, _) = _cpu(lambda: ft7.h1_and_summary(G), reps)
     gdgm2, _ = ft7.h1_and_summary(stats.gaussian_like(X[:M], rng))

@@ -43,6 +43,7 @@ Controls, each with its own C against the same permutation null:
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -81,7 +82,7 @@ SIZES = {
               "n_seeds": 2, "schedules": list(SCHEDULES), "steps": 60, "batch_size": 8,
               "lr": 1e-3, "warmup": 5, "n_checkpoints": 12, "n_per_corpus": 171,
               "max_words": 12, "m": 160, "n_subsamples": 3, "n_layers_probe": 5,
-              "eval_tokens": 2048, "n_perm": 2000, "n_perm_class": 199, "n_jobs": 2},
+              "eval_tokens": 2048, "n_perm": 2000, "n_perm_class": 199, "n_jobs": 3},
 }
 
 
@@ -527,7 +528,10 @@ def _loso_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
     for g in np.unique(groups):
         test = groups == g
         clf = make_pipeline(StandardScaler(), NearestCentroid())
-        clf.fit(X[~test], y[~test])
+        with warnings.catch_warnings():  # constant features within a class: harmless here
+            warnings.filterwarnings("ignore", message=".*zero standard deviation",
+                                    category=UserWarning)
+            clf.fit(X[~test], y[~test])
         pred[test] = clf.predict(X[test])
     return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
 
@@ -672,6 +676,7 @@ def headline(meta: Mapping[str, Any], config: Mapping[str, Any]) -> str:
              "front-loaded after Holm"]
     if "C_mean_topology_constant" in meta:
         parts.append(f"{meta['C_mean_topology_constant']:.2f} at constant LR")
+    parts.append(f"geometry (1 − CKA) {meta['C_mean_cka_cosine']:.2f}")
     parts.append(f"objective decodable from topology {meta['class_topology_accuracy']:.2f} vs "
                  f"geometry {meta['class_geometry_accuracy']:.2f} (chance "
                  f"{meta['class_topology_chance']:.2f})")
