@@ -676,7 +676,6 @@ def headline(meta: Mapping[str, Any], config: Mapping[str, Any]) -> str:
              "front-loaded after Holm"]
     if "C_mean_topology_constant" in meta:
         parts.append(f"{meta['C_mean_topology_constant']:.2f} at constant LR")
-    parts.append(f"geometry (1 − CKA) {meta['C_mean_cka_cosine']:.2f}")
     parts.append(f"objective decodable from topology {meta['class_topology_accuracy']:.2f} vs "
                  f"geometry {meta['class_geometry_accuracy']:.2f} (chance "
                  f"{meta['class_topology_chance']:.2f})")
