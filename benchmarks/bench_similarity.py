@@ -1,14 +1,23 @@
-"""Benchmark similarity_matrix (debiased linear CKA) against a naive per-pair path and bare Grams.
+"""Benchmark the layer-by-layer similarity matrix at large n, beside the bare float32 products.
 
-Two synthetic L-layer "models" over the same n stimuli, float32 activations of width d. Compared:
+Inputs are what ``activations.extract`` returns: float32 ``(n, d)`` layers (residual-stream-like
+synthetic models, d = 384). Three parts:
 
-- ``similarity_matrix``: each layer's Gram computed once (band by band), all L×L pairs batched;
-- naive: every pair recomputes both Gram matrices (timed on a few pairs, extrapolated to L×L);
-- per-pair feature-space ``cka`` (what a loop of ``cka`` calls costs; also extrapolated);
-- bare products: only the 2L Gram matrices ``X Xᵀ`` (float64), the floor for any Gram method.
+- scaling: ``similarity_matrix`` for debiased linear CKA (4 + 4 layers) and mutual 10-NN (one
+  pair) at n = 1k ... 50k, each beside its floor -- the bare float32 products any exact method
+  needs: ``X_iᵀ Y_j`` over all n rows for every CKA pair (one GEMM each, no centring), and the
+  ``n x n`` score products ``U Uᵀ`` of each k-NN layer (in row blocks, nothing else);
+- the ``MinibatchCKA`` accumulator on the largest pair, for reference (a different estimator);
+- grids: 12 + 12 layers at n = 20,000 for CKA (biased and debiased) and mutual k-NN, each in its
+  own process under ``/usr/bin/time -v`` for its CPU time and peak RSS (and the RSS once the
+  inputs are built, so the measure's own share shows).
 
-Usage: ``python benchmarks/bench_similarity.py [--n 4096 --d 768 --layers 12] [--quick]``.
-Writes the numbers to ``benchmarks/results/similarity.json``.
+The BLAS and its thread count (threadpoolctl) go into the output. Timings on a shared machine
+are inflated by the other jobs: compare the ratios and the CPU times (user + sys), not the wall
+times. The default run takes about 10 minutes of CPU.
+
+Usage: ``python benchmarks/bench_similarity.py [--quick]`` (``--quick``: n up to 5k, grids at
+n = 4,096 with 4 + 4 layers). Writes ``benchmarks/results/similarity.json``.
 """
 
 from __future__ import annotations
@@ -16,158 +25,191 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import resource
+import subprocess
+import sys
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 from resonance import similarity as S
 
 RESULTS = Path(__file__).resolve().parent / "results" / "similarity.json"
-MEASURE = "cka_linear_debiased"
+D = 384
+SCALING_N = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
+KNN_FLOOR_MAX_N = 20_000   # the k-NN floor at 50k would cost as much as the search itself
+GRID_MEASURES = ("cka_linear", "cka_linear_debiased", "mutual_knn")
 
 
-def synthetic_model(n: int, d: int, layers: int, seed: int, stimuli: np.ndarray) -> list[np.ndarray]:
-    """Residual-stream-like layers: each is the previous one plus a random linear update."""
+def synthetic_model(n: int, d: int, layers: int, seed: int) -> list[np.ndarray]:
+    """Residual-stream-like float32 layers: each is the previous one plus a nonlinear update and
+    noise, with a shared offset (decoder states carry a large common mean)."""
     rng = np.random.default_rng(seed)
-    h = stimuli @ rng.standard_normal((stimuli.shape[1], d)).astype(np.float32) / np.sqrt(d)
+    stimuli = np.random.default_rng(0).standard_normal((n, 32), dtype=np.float32)
+    h = stimuli @ rng.standard_normal((32, d), dtype=np.float32) / np.float32(np.sqrt(32))
     model = []
     for _ in range(layers):
-        update = rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d)
-        h = h + np.tanh(h @ update) + 0.1 * rng.standard_normal((n, d)).astype(np.float32)
-        model.append(h)
+        update = rng.standard_normal((d, d), dtype=np.float32) / np.float32(np.sqrt(d))
+        h = h + np.tanh(h @ update) + 0.3 * rng.standard_normal((n, d), dtype=np.float32)
+        model.append(h + np.float32(3.0))
     return model
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[dict[str, float], object]:
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}, result
 
 
-def bare_gram_seconds(model_a: list[np.ndarray], model_b: list[np.ndarray]) -> float:
-    """Time of the 2L float64 Gram products alone (inputs converted beforehand, not timed)."""
-    total = 0.0
-    for X in model_a + model_b:
-        X64 = X.astype(np.float64)
-        total += timed(lambda: X64 @ X64.T)[0]
-    return total
+def cka_floor(model_a: list[np.ndarray], model_b: list[np.ndarray]) -> None:
+    for X in model_a:
+        for Y in model_b:
+            X.T @ Y
 
 
-def naive_pair(X: np.ndarray, Y: np.ndarray) -> float:
-    """Debiased CKA of one pair, recomputing both Grams (what a per-pair Gram loop does)."""
-    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
-    return S._pair_gram_layers(S._gram_layer(X64, debiased=True), S._gram_layer(Y64, debiased=True))
+def knn_floor(model: list[np.ndarray]) -> None:
+    for X in model:
+        rows = max(1, S._SCORE_ELEMENTS // X.shape[0])
+        for start in range(0, X.shape[0], rows):
+            X[start:start + rows] @ X.T
 
 
-def feature_space_pair(X: np.ndarray, Y: np.ndarray) -> float:
-    return S.cka(X, Y, debiased=True)
+def blas() -> list[dict]:
+    return [{key: info.get(key) for key in ("internal_api", "version", "num_threads",
+                                            "threading_layer", "architecture")}
+            for info in threadpool_info()]
 
 
-def sample_pairs(layers: int, count: int) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(0)
-    return [(int(i), int(j)) for i, j in rng.integers(0, layers, size=(count, 2))]
+def scaling(sizes: tuple[int, ...], cka_layers: int) -> list[dict]:
+    rows = []
+    for n in sizes:
+        model_a = synthetic_model(n, D, cka_layers, 1)
+        model_b = synthetic_model(n, D, cka_layers, 2)
+        times, _ = timed(lambda: S.similarity_matrix(model_a, model_b, "cka_linear_debiased"))
+        floor, _ = timed(lambda: cka_floor(model_a, model_b))
+        form = S._linear_form(n, [D] * cka_layers, [D] * cka_layers, same=False)
+        rows.append({"measure": "cka_linear_debiased", "n": n, "d": D,
+                     "layers": f"{cka_layers}+{cka_layers}", "form": form, **times,
+                     "floor_wall_s": floor["wall_s"], "floor_cpu_s": floor["cpu_s"],
+                     "cpu_ratio_to_floor": times["cpu_s"] / floor["cpu_s"]})
+        print_row(rows[-1])
+        pair = [model_a[-1]], [model_b[-1]]
+        times, _ = timed(lambda: S.similarity_matrix(*pair, "mutual_knn"))
+        row = {"measure": "mutual_knn", "n": n, "d": D, "layers": "1+1", "form": "row blocks",
+               **times}
+        if n <= KNN_FLOOR_MAX_N:
+            floor, _ = timed(lambda: knn_floor(pair[0] + pair[1]))
+            row.update(floor_wall_s=floor["wall_s"], floor_cpu_s=floor["cpu_s"],
+                       cpu_ratio_to_floor=times["cpu_s"] / floor["cpu_s"])
+        rows.append(row)
+        print_row(row)
+    return rows
 
 
-def one_round(model_a, model_b, pairs) -> tuple[dict[str, float], np.ndarray, dict[str, float]]:
-    """Seconds of each path (naive ones per pair), the matrix, and per-pair deviations from it."""
-    layers = len(model_a)
-    seconds, table = timed(lambda: S.similarity_matrix(model_a, model_b, MEASURE))
-    matrix = table["value"].to_numpy().reshape(layers, len(model_b))
-    times = {"matrix": seconds, "bare": bare_gram_seconds(model_a, model_b)}
-    deviations = {}
-    for label, fn in (("naive", naive_pair), ("feature", feature_space_pair)):
-        runs = [timed(lambda: fn(model_a[i], model_b[j])) for i, j in pairs]
-        times[label] = float(np.mean([elapsed for elapsed, _ in runs]))
-        deviations[label] = max(abs(value - matrix[i, j]) for (_, value), (i, j) in zip(runs, pairs))
-    return times, matrix, deviations
+def minibatch(n: int, batch: int) -> dict:
+    X, Y = synthetic_model(n, D, 1, 1)[0], synthetic_model(n, D, 1, 2)[0]
+
+    def run() -> float:
+        accumulator = S.MinibatchCKA()
+        for start in range(0, n, batch):
+            accumulator.update(X[start:start + batch], Y[start:start + batch])
+        return accumulator.value()
+
+    times, value = timed(run)
+    full_times, full = timed(lambda: S.cka(X, Y, debiased=True))
+    return {"n": n, "d": D, "batch": batch, "minibatch": times, "minibatch_value": value,
+            "cka_full_n": full_times, "cka_full_n_value": full}
 
 
-def matrix_peak_memory(model_a, model_b) -> int:
-    tracemalloc.start()
-    S.similarity_matrix(model_a, model_b, MEASURE)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
+def grid_child(measure: str, n: int, layers: int) -> None:
+    """One grid, in this process: print the RSS after the inputs and the measure's times."""
+    model_a, model_b = synthetic_model(n, D, layers, 1), synthetic_model(n, D, layers, 2)
+    inputs_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times, table = timed(lambda: S.similarity_matrix(model_a, model_b, measure))
+    values = table["value"].to_numpy()
+    print(json.dumps({"inputs_rss_mib": inputs_rss, **times,
+                      "value_range": [float(values.min()), float(values.max())]}))
+
+
+def grid(measure: str, n: int, layers: int) -> dict:
+    command = ["/usr/bin/time", "-v", sys.executable, __file__, "--grid-child", measure,
+               "--n", str(n), "--layers", str(layers)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"measure": measure, "n": n, "layers": f"{layers}+{layers}",
+                "returncode": done.returncode, "stderr_tail": done.stderr[-2000:]}
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def field(label: str) -> float:
+        return float(re.search(rf"{re.escape(label)}: ([\d.:]+)", done.stderr).group(1))
+
+    peak = field("Maximum resident set size (kbytes)") / 1024
+    return {"measure": measure, "n": n, "d": D, "layers": f"{layers}+{layers}",
+            "form": (S._linear_form(n, [D] * layers, [D] * layers, same=False)
+                     if measure.startswith("cka") else "row blocks"),
+            "returncode": 0, **child,
+            "process_user_s": field("User time (seconds)"),
+            "process_sys_s": field("System time (seconds)"),
+            "peak_rss_mib": peak, "measure_rss_mib": peak - child["inputs_rss_mib"]}
+
+
+def print_row(row: dict) -> None:
+    floor = (f"floor cpu {row['floor_cpu_s']:7.2f} s  x{row['cpu_ratio_to_floor']:.2f}"
+             if "floor_cpu_s" in row else "floor not timed")
+    print(f"{row['measure']:<20} n={row['n']:>6} {row['layers']:>4} {row['form']:<10} "
+          f"cpu {row['cpu_s']:7.2f} s  wall {row['wall_s']:7.2f} s  {floor}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=4096)
-    parser.add_argument("--d", type=int, default=768)
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--naive-pairs", type=int, default=3,
-                        help="pairs timed for the naive paths (extrapolated to layers²)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of every path; each path keeps its fastest")
-    parser.add_argument("--quick", action="store_true", help="n=1024, d=256, 6 layers")
+    parser.add_argument("--quick", action="store_true", help="n <= 5k; grids 4+4 at n=4096")
+    parser.add_argument("--grid-child", metavar="MEASURE", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=20_000, help="grid stimuli")
+    parser.add_argument("--layers", type=int, default=12, help="grid layers per model")
     args = parser.parse_args()
-    if args.quick:
-        args.n, args.d, args.layers = 1024, 256, 6
-    n, d, layers = args.n, args.d, args.layers
-
-    stimuli = np.random.default_rng(0).standard_normal((n, 64)).astype(np.float32)
-    model_a = synthetic_model(n, d, layers, 1, stimuli)
-    model_b = synthetic_model(n, d, layers, 2, stimuli)
-    S.linear_gram(model_a[0][:256].astype(np.float64))  # warm up BLAS threads
-
-    pairs = sample_pairs(layers, args.naive_pairs)
-    rounds = [one_round(model_a, model_b, pairs) for _ in range(args.rounds)]
-    best = {path: min(times[path] for times, _, _ in rounds) for path in rounds[0][0]}
-    deviations = {path: max(dev[path] for _, _, dev in rounds) for path in rounds[0][2]}
-    peak_bytes = matrix_peak_memory(model_a, model_b)
-
-    n_pairs = layers * layers
-    naive_s, feature_s = best["naive"] * n_pairs, best["feature"] * n_pairs
+    if args.grid_child:
+        grid_child(args.grid_child, args.n, args.layers)
+        return
+    sizes = SCALING_N[:3] if args.quick else SCALING_N
+    grid_n, grid_layers = (4096, 4) if args.quick else (args.n, args.layers)
+    warm = synthetic_model(S._TOPK_WITH_TORCH, 16, 2, 0)  # warm up BLAS threads, import torch
+    S.similarity_matrix(warm, warm, "cka_linear")
+    S.similarity_matrix(warm, warm, "mutual_knn")
+    started = time.process_time()
+    print(f"BLAS: {blas()}")
+    scaled = scaling(sizes, cka_layers=4)
+    mini = minibatch(sizes[-1], batch=2048)
+    print(f"one pair at n={mini['n']}: full-n debiased cka {mini['cka_full_n']['cpu_s']:.2f} s "
+          f"cpu ({mini['cka_full_n_value']:.4f}); MinibatchCKA (batches of {mini['batch']}) "
+          f"{mini['minibatch']['cpu_s']:.2f} s cpu ({mini['minibatch_value']:.4f})", flush=True)
+    grids = []
+    for measure in GRID_MEASURES:
+        grids.append(grid(measure, grid_n, grid_layers))
+        g = grids[-1]
+        if g["returncode"]:
+            print(f"grid {measure}: FAILED with return code {g['returncode']}", flush=True)
+            continue
+        print(f"grid {measure} {g['layers']} n={g['n']} ({g['form']}): cpu {g['cpu_s']:.1f} s, "
+              f"wall {g['wall_s']:.1f} s; peak RSS {g['peak_rss_mib']:.0f} MiB "
+              f"({g['inputs_rss_mib']:.0f} MiB once the inputs are built)", flush=True)
     results = {
-        "n": n, "d": d, "layers": layers, "measure": MEASURE, "input_dtype": "float32",
+        "note": "shared 2-core machine under load from other jobs: compare ratios and CPU "
+                "times; wall times are inflated",
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "rounds_best_of": args.rounds,
-        "naive_pairs_timed": len(pairs),
-        "similarity_matrix_s": best["matrix"],
-        "bare_gram_products_s": best["bare"],
-        "naive_gram_per_pair_s_extrapolated": naive_s,
-        "feature_space_cka_per_pair_s_extrapolated": feature_s,
-        "speedup_vs_naive": naive_s / best["matrix"],
-        "speedup_vs_feature_space_loop": feature_s / best["matrix"],
-        "ratio_to_bare_products": best["matrix"] / best["bare"],
-        "max_abs_deviation_naive": deviations["naive"],
-        "max_abs_deviation_feature_space": deviations["feature"],
-        "all_rounds_s": [times for times, _, _ in rounds],
-        "tracemalloc_peak_mib": peak_bytes / 2**20,
-        "process_max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "numpy": np.__version__, "blas": blas(), "input_dtype": "float32", "d": D,
+        "scaling": scaled, "minibatch_reference": mini, "grids": grids,
+        "benchmark_cpu_s_parent": time.process_time() - started,
+        "benchmark_cpu_s_grids": sum(g.get("process_user_s", 0) + g.get("process_sys_s", 0)
+                                     for g in grids),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
-
-
-def print_table(r: dict) -> None:
-    print(f"debiased linear CKA, {r['layers']}x{r['layers']} layers, n={r['n']}, d={r['d']} "
-          f"(float32 inputs, float64 arithmetic; fastest of {r['rounds_best_of']} interleaved "
-          "rounds per path; shared machine)")
-    rows = [
-        ("similarity_matrix (each Gram once, banded)", r["similarity_matrix_s"], 1.0),
-        ("bare Gram products only (2L x X Xᵀ)", r["bare_gram_products_s"],
-         r["bare_gram_products_s"] / r["similarity_matrix_s"]),
-        (f"naive per-pair Grams (extrapolated from {r['naive_pairs_timed']} pairs)",
-         r["naive_gram_per_pair_s_extrapolated"], r["speedup_vs_naive"]),
-        (f"per-pair feature-space cka (extrapolated from {r['naive_pairs_timed']} pairs)",
-         r["feature_space_cka_per_pair_s_extrapolated"], r["speedup_vs_feature_space_loop"]),
-    ]
-    print(f"{'path':<62}{'seconds':>10}{'x matrix':>10}")
-    for name, seconds, ratio in rows:
-        print(f"{name:<62}{seconds:>10.2f}{ratio:>10.2f}")
-    print(f"similarity_matrix / bare products: {r['ratio_to_bare_products']:.2f}x "
-          f"(goal <= 3); naive / similarity_matrix: {r['speedup_vs_naive']:.1f}x (goal >= 10)")
-    print(f"peak traced memory in similarity_matrix: {r['tracemalloc_peak_mib']:.0f} MiB; "
-          f"process max RSS: {r['process_max_rss_mib']:.0f} MiB")
-    print(f"max |naive - matrix| = {r['max_abs_deviation_naive']:.1e}, "
-          f"max |feature-space - matrix| = {r['max_abs_deviation_feature_space']:.1e}")
-    print(f"wrote {RESULTS}")
+    out = RESULTS.with_name("similarity_quick.json") if args.quick else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,28 @@ def test_best_layer_resonance_of_a_distance_picks_the_smallest():
     assert cka["layer_b"] == 1
 
 
+def test_null_sample_fits_the_measure():
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((30, 4)), rng.standard_normal((30, 6))
+    shuffled = metrics.null_sample([A, B], "shuffle", np.random.default_rng(0))
+    perm = np.random.default_rng(0).permutation(30)  # one permutation for every layer
+    np.testing.assert_array_equal(shuffled[0], A[perm])
+    np.testing.assert_array_equal(shuffled[1], B[perm])
+    clouds = metrics.null_sample([A, B], "gaussian", rng)
+    assert [c.shape for c in clouds] == [A.shape, B.shape]
+    with pytest.raises(ValueError, match="unknown null kind 'uniform'"):
+        metrics.null_sample([A], "uniform", rng)
+
+
+def test_best_layer_resonance_of_a_pairing_free_measure_draws_gaussian_clouds():
+    X, Y = _pair(n=30, d=3)
+    kw = {"n_subsamples": 1, "max_points": 30}
+    best = metrics.best_layer_resonance([X], [Y], "persistence_distance", skip_embeddings=False,
+                                        n_null=3, **kw)
+    # a shuffle leaves a diagram distance unchanged: the old null equalled the value (p = 1)
+    assert best["null_mean"] != pytest.approx(best["value"])
+
+
 def test_jackknife_interval_stays_inside_the_range():
     rng = np.random.default_rng(5)
     X = rng.standard_t(2, (20, 5))  # heavy tails: a wide interval next to the bound of 1
@@ -136,8 +158,10 @@ def test_bad_arguments_of_the_other_consumers_raise():
         metrics.best_layer_resonance([X, X], [Y, Y], "cka_linear", n_null=-3)
     with pytest.raises(ValueError, match=r"ci must be a number in \(0, 1\)"):
         metrics.best_layer_resonance([X, X], [Y, Y], "cka_linear", ci=1.5)
-    with pytest.raises(ValueError, match="min_items must be an integer >= 4"):
+    with pytest.raises(ValueError, match="min_items must be an integer >= 2"):
         metrics.local_resonance(X, Y, ["a"] * 40, min_items=2.5)
+    with pytest.raises(ValueError, match="unknown measure 'cosine'"):
+        metrics.positional_resonance(X, Y, np.zeros(40), "cosine")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['thresold'\] for measure 'cka_rbf'"):
         S.similarity(X, Y, "cka_rbf", thresold=0.5)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['keeep'\]"):

@@ -216,3 +216,51 @@ def test_shuffled_groups_keep_tokens_and_sizes_but_not_rhymes():
     assert sorted(t for g in shuffled.values() for t in g) == \
         sorted(t for g in groups.values() for t in g)
     assert list(shuffled.values()) != list(groups.values())
+
+
+# -- what the mechanism does, measured -------------------------------------------------------
+
+def test_train_flops_per_token_counts_the_matmuls_and_the_phase():
+    V, d, L, c, F = 1024, 32, 2, 32, 32
+    standard = 6 * (L * (12 * d * d + 2 * c * d) + d * V)
+    assert rt.train_flops_per_token(V, d, L, c, phase=False) == standard
+    assert rt.train_flops_per_token(V, d, L, c) == standard + 6 * (F * d + 2 * c * F)
+    assert rt.train_flops_per_token(V, d, L, c, attn_bias=False) == standard + 6 * F * d
+    with pytest.raises(ValueError, match="d_model must be a positive integer"):
+        rt.train_flops_per_token(V, 0, L, c)
+
+
+def test_resonance_spread_at_init_and_its_errors():
+    torch.manual_seed(0)
+    model = rt.build(vocab_size=1024, d_model=32, n_layers=1, n_heads=1, context=16).eval()
+    spread = rt.resonance_spread(model, torch.randint(0, 1024, (8, 16)))
+    assert spread["r_mean"] == pytest.approx(0.914, abs=0.01)
+    assert spread["r_std"] == pytest.approx(0.0205, rel=0.25)
+    assert spread["r_q05"] < spread["r_q50"] < spread["r_q95"]
+    with pytest.raises(ValueError, match="no phase"):
+        rt.resonance_spread(tiny(phase=False), ids())
+    with pytest.raises(ValueError, match="batch, seq"):
+        rt.resonance_spread(model, torch.zeros(5, dtype=torch.long))
+
+
+def test_group_cohesion_sees_tied_groups_and_not_random_ones():
+    torch.manual_seed(0)
+    table = torch.randn(40, 32) * rt.PHASE_STD
+    groups = {"a": list(range(0, 10)), "b": list(range(10, 20)), "c": [20]}
+    rt.rhyme_phase_init(table, groups)
+    tied = rt.group_cohesion(table, groups)
+    # members differ by noise 0.03·√2: R ≈ exp(-0.03²) ≈ 0.999; others ≈ exp(-0.09) ≈ 0.914
+    assert tied["within"] == pytest.approx(0.999, abs=0.002)
+    assert tied["cohesion"] == pytest.approx(0.085, abs=0.02) and tied["n_tokens"] == 20
+    loose = rt.group_cohesion(torch.randn(40, 32) * rt.PHASE_STD, groups)
+    assert abs(loose["cohesion"]) < 0.01
+    with pytest.raises(ValueError, match="groups with >= 2 members"):
+        rt.group_cohesion(table, {"c": [20]})
+
+
+def test_mechanism_state_and_the_groups_a_model_was_tied_in():
+    state = rt.mechanism_state(tiny())
+    assert np.allclose(state["w"], 0.1) and np.asarray(state["w"]).shape == (2, 2)
+    assert state["blend_mean"] == pytest.approx(1 / (1 + math.exp(-0.3)), abs=1e-6)
+    assert "blend_mean" not in rt.mechanism_state(tiny(blend=False))
+    assert tiny().phase_groups is None

@@ -372,16 +372,20 @@ def test_similarity_matrix_of_a_model_with_itself(model_layers, measure):
     np.testing.assert_allclose(values[2, 0], S.similarity(a[2], a[0], measure, **kw), rtol=1e-9)
 
 
-@pytest.mark.parametrize("measure", ["cka_rbf", "mutual_knn", "cknna"])
-def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, measure):
+@pytest.mark.parametrize("measure, per_layer", [("cka_rbf", "linear_gram"),
+                                                 ("mutual_knn", "_cosine_neighbours"),
+                                                 ("cknna", "_cosine_neighbours")])
+def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, measure, per_layer):
+    """Each layer's Gram (RBF) or neighbour search (k-NN measures) runs once per layer."""
     a, b = model_layers
     calls = []
+    original = getattr(S, per_layer)
 
-    def counting_gram(X):
+    def counting(X, *args, **kwargs):
         calls.append(X.shape)
-        return X @ X.T
+        return original(X, *args, **kwargs)
 
-    monkeypatch.setattr(S, "linear_gram", counting_gram)
+    monkeypatch.setattr(S, per_layer, counting)
     S.similarity_matrix(a, b, measure)
     assert len(calls) == len(a) + len(b)
     calls.clear()
@@ -393,6 +397,7 @@ def test_similarity_matrix_computes_each_gram_once(model_layers, monkeypatch, me
 def test_banded_linear_cka_builds_each_gram_band_once_and_matches_pairwise(monkeypatch, measure):
     n, bands = 300, 3
     monkeypatch.setattr(S, "_BAND_ELEMENTS", 128 * n)  # 128-row bands, the last one short
+    monkeypatch.setattr(S, "_linear_form", lambda *shape: "gram")  # the banded Gram form
     a = [gaussian(n, d, 50 + d) for d in (20, 7)]
     b = [a[0][:, :5] + 0.5 * gaussian(n, 5, 60), gaussian(n, 400, 61), a[1] @ gaussian(7, 9, 62)]
     band_calls = []
@@ -501,3 +506,16 @@ def test_pwcca_keep_makes_wide_layers_comparable():
     assert S.pwcca(X, X, keep=5) == pytest.approx(1.0)
     table = S.similarity_matrix([X], [X[:, ::-1]], "pwcca", keep=5)
     assert table["value"].iloc[0] == pytest.approx(1.0)
+
+
+def test_similarity_matrix_keeps_the_layer_ids_of_activations():
+    """Activations of a layer subset used to be renumbered 0, 1, ... in the table."""
+    from resonance.activations import Activations
+
+    rng = np.random.default_rng(0)
+    layers = [rng.normal(size=(20, 5)) for _ in range(3)]
+    acts = Activations(layers, [0, 3, 6], "m", "mean", "k", n_items=20)
+    frame = S.similarity_matrix(acts, acts, measure="cka_linear")
+    assert sorted(set(frame["layer_a"])) == [0, 3, 6]
+    assert frame.set_index(["layer_a", "layer_b"]).loc[(3, 6), "value"] == pytest.approx(
+        S.similarity_matrix({3: layers[1]}, {6: layers[2]}, measure="cka_linear")["value"].iloc[0])

@@ -253,6 +253,29 @@ def test_real_corpus_tiny_run():
     assert run.history.val_loss.iloc[0] == pytest.approx(math.log(300), abs=0.5)
 
 
+def test_later_fields_keep_old_keys_and_decay_all_params_decays_1d():
+    from dataclasses import asdict
+
+    from resonance.io import config_hash
+
+    a = tiny()
+    old = {k: v for k, v in asdict(a).items() if k != "decay_all_params"}
+    assert a.key == config_hash(old)  # a default later field leaves the key as it was
+    assert tiny(decay_all_params=True).key != a.key
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    groups = T._optimizer(model, tiny(weight_decay=0.1)).param_groups
+    assert [len(g["params"]) for g in groups] == [1, 3]  # weight decayed; bias, LN exempt
+    groups = T._optimizer(model, tiny(weight_decay=0.1, decay_all_params=True)).param_groups
+    assert sum(len(g["params"]) for g in groups if g["weight_decay"] == 0.1) == 4
+
+
+def test_unigram_perplexity_is_the_floor_of_a_synthetic_chain():
+    config = tiny()
+    ppl = T.unigram_perplexity(config)
+    # the synthetic chain visits its 64 tokens about evenly: unigram ≈ vocabulary size
+    assert 30 < ppl <= 64 * 1.05
+
+
 # -- Nothing lost (issue 11) -------------------------------------------------------------------
 
 _WORKER = r"""

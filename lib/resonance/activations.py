@@ -335,3 +335,27 @@ def _extract_texts(model, stimuli, ids: list[int], pool: str, batch_size: int,
                        item=np.repeat(np.arange(n), counts).astype(np.int64),
                        positions=np.concatenate(positions).astype(np.int64),
                        token_ids=np.concatenate(token_ids).astype(np.int64))
+
+
+def extract_last_word(model, stimuli, layers: Any = "all", batch_size: int = 32,
+                      cache: bool = True) -> Activations:
+    """Activations at each text's last *word* token: its last token that is not a special
+    token (``[SEP]``, ``</s>``, eos), so encoders and decoders are read at the same word.
+
+    For :func:`resonance.stimuli.concept_occurrences` (verses cut right after a concept word)
+    this is the word's representation in running text. Returns ``(n_items, d)`` per layer.
+    """
+    acts = extract(model, stimuli, layers=layers, pool="tokens", batch_size=batch_size,
+                   cache=cache)
+    special = set(getattr(model.tokenizer, "all_special_ids", None) or [])
+    keep = ~np.isin(acts.token_ids, list(special)) if special else np.ones(len(acts.item), bool)
+    rows = np.empty(acts.n_items, dtype=np.int64)
+    for i in range(acts.n_items):
+        mine = np.flatnonzero((acts.item == i) & keep)
+        if mine.size == 0:
+            raise ValueError(f"stimulus {i} has no non-special token for {model.name}")
+        rows[i] = mine[np.argmax(acts.positions[mine])]
+    out = Activations([layer[rows] for layer in acts.layers], acts.layer_ids, acts.model,
+                      "last_word", acts.stimuli_key, n_items=acts.n_items)
+    out.labels = acts.labels
+    return out

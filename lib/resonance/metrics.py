@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import measures as _registry
 from . import similarity
-from ._checks import fraction, paired, positive_int
+from ._checks import as_matrix, fraction, paired, positive_int
 from .similarity import similarity_matrix
 from .stats import delete_d_jackknife_interval, gaussian_like
 
@@ -62,6 +62,22 @@ def _checked_kwargs(measure_kwargs: Mapping[str, Mapping] | None,
     return measure_kwargs
 
 
+def null_sample(layers: Sequence[np.ndarray], kind: str,
+                rng: np.random.Generator) -> list[np.ndarray]:
+    """One null draw of a model's layers ``[(n, d_l), ...]`` for a measure whose registry null is
+    ``kind``: ``"shuffle"`` permutes the stimuli with one permutation shared by every layer (so
+    the model stays one model, only its pairing with the other is broken); ``"gaussian"``
+    replaces each layer by an isotropic Gaussian cloud of its shape, mean and total variance
+    (:func:`~resonance.stats.gaussian_like`; a pairing-free measure ignores a shuffle)."""
+    layers = [as_matrix(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+    if kind == "shuffle":
+        perm = rng.permutation(layers[0].shape[0])
+        return [layer[perm] for layer in layers]
+    if kind == "gaussian":
+        return [gaussian_like(layer, rng) for layer in layers]
+    raise ValueError(f"unknown null kind {kind!r}; choose 'shuffle' or 'gaussian'")
+
+
 def _estimate(X: np.ndarray, Y: np.ndarray, spec: _registry.Measure,
               fn: Callable[[np.ndarray, np.ndarray], float], bounds: tuple[float, float],
               n_boot: int, n_null: int, ci: float, rng: np.random.Generator) -> dict[str, float]:
@@ -77,8 +93,7 @@ def _estimate(X: np.ndarray, Y: np.ndarray, spec: _registry.Measure,
     ci_low, ci_high = delete_d_jackknife_interval(value, replicates, n, drop, ci, bounds)
     nulls = []
     for _ in range(n_null):
-        Y0 = Y[rng.permutation(n)] if spec.null == "shuffle" else gaussian_like(Y, rng)
-        nulls.append(fn(X, Y0))
+        nulls.append(fn(X, null_sample([Y], spec.null, rng)[0]))
     alpha = (1 - ci) / 2
     nulls = np.asarray(nulls, float)
     distance = spec.direction == "distance"
@@ -134,11 +149,13 @@ def local_resonance(X, Y, labels: Sequence[str], measures: Sequence[str] = ("cka
     """:func:`global_resonance` within each concept's stimuli; one row per (concept, measure).
 
     ``labels``: one concept label per row of X and Y. Concepts with fewer than ``min_items``
-    stimuli raise a ValueError (too few points for a meaningful comparison).
+    stimuli raise a ValueError (too few points for a meaningful comparison). ``measures`` and
+    the keyword options (``n_boot``, ``n_null``, ``ci``, ``seed``, ``measure_kwargs``) are those
+    of :func:`global_resonance`; the shuffle null permutes stimuli *within* the concept.
     """
     X, Y = paired(X, Y)
     measures = _registry.names(measures)
-    min_items = positive_int(min_items, "min_items", minimum=4)
+    min_items = positive_int(min_items, "min_items", minimum=2)
     labels = np.asarray(labels)
     if labels.shape != (X.shape[0],):
         raise ValueError(f"labels has {labels.size} entries but there are {X.shape[0]} stimuli")
@@ -221,8 +238,9 @@ def best_layer_resonance(layers_a: Sequence, layers_b: Sequence,
     """Resonance at the best-matching layer pair, with a null for the *best* value.
 
     The best pair (largest similarity, or smallest distance for a registered distance) is
-    selected from a whole grid, so its null must be too: each null draw shuffles the stimuli of
-    every layer of B (one permutation for all of B's layers) and takes the grid's best value.
+    selected from a whole grid, so its null must be too: each null draw replaces B's layers by
+    :func:`null_sample` (a shuffle of the stimuli shared by all of B's layers; Gaussian clouds
+    for a pairing-free measure) and takes the grid's best value.
     ``skip_embeddings`` leaves out layer 0 (token embeddings) of both models. Returns value,
     layer_a, layer_b, depth_a, depth_b, null_mean, null_high (the value to beat: the ``ci``
     quantile of the null maxima, or the ``1 - ci`` quantile of the null minima for a distance)
@@ -239,12 +257,10 @@ def best_layer_resonance(layers_a: Sequence, layers_b: Sequence,
     table = similarity_matrix(layers_a, layers_b, measure, **kwargs)
     best = table.loc[table["value"].idxmax() if higher else table["value"].idxmin()]
     rng = np.random.default_rng(seed)
-    n = np.asarray(layers_b[0]).shape[0]
     nulls = []
     for _ in range(n_null):
-        perm = rng.permutation(n)
-        shuffled = [np.asarray(layer)[perm] for layer in layers_b]
-        values = similarity_matrix(layers_a, shuffled, measure, **kwargs)["value"]
+        values = similarity_matrix(layers_a, null_sample(layers_b, spec.null, rng), measure,
+                                   **kwargs)["value"]
         nulls.append(values.max() if higher else values.min())
     nulls = np.asarray(nulls, float)
     as_extreme = (nulls >= best["value"]) if higher else (nulls <= best["value"])
@@ -279,6 +295,8 @@ def positional_resonance(tokens_a, tokens_b, positions: Sequence[int],
     activations aligned row by row (same tokenizer or word-aligned), ``positions: (N,)``.
     Positions with fewer than ``min_items`` items are skipped. Columns: position, n, value."""
     A, B = paired(tokens_a, tokens_b)
+    _registry.get(measure)
+    min_items = positive_int(min_items, "min_items", minimum=2)
     positions = np.asarray(positions)
     if positions.shape != (A.shape[0],):
         raise ValueError(f"positions has {positions.size} entries for {A.shape[0]} token rows")
@@ -294,5 +312,5 @@ def positional_resonance(tokens_a, tokens_b, positions: Sequence[int],
 __all__ = [
     "global_resonance", "local_resonance", "similarity_matrix", "best_layer_map",
     "depth_trajectory", "layer_identification", "positional_resonance", "gaussian_like",
-    "best_layer_resonance",
+    "best_layer_resonance", "null_sample",
 ]

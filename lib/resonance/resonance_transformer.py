@@ -60,7 +60,8 @@ from . import models
 __all__ = ["ResonanceConfig", "ResonanceLM", "FAMILY", "build", "resonance_matrix",
            "rhyming_part", "rhyme_groups", "rhyme_phase_init", "shuffle_groups",
            "tokenizer_rhyme_groups",
-           "phase_param_count", "PHASE_STD", "MEMBER_NOISE"]
+           "phase_param_count", "train_flops_per_token", "resonance_spread", "group_cohesion",
+           "mechanism_state", "PHASE_STD", "MEMBER_NOISE"]
 
 FAMILY = "resonance_transformer"
 PHASE_STD = 0.3      # phase init std (random phases and rhyme-group base vectors)
@@ -285,6 +286,7 @@ class ResonanceLM(nn.Module):
             self.blend = nn.Parameter(torch.full((d,), float(config.blend_init)))
         else:
             self.phase = self.phase_proj = self.blend = None
+        self.phase_groups: dict[str, list[int]] | None = None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.ln_f = nn.LayerNorm(d, eps=config.layer_norm_eps)
@@ -307,6 +309,7 @@ class ResonanceLM(nn.Module):
                 if cfg.phase_init == "shuffled_rhyme":
                     groups = shuffle_groups(groups)
                 rhyme_phase_init(self.phase.weight, groups)
+                self.phase_groups = groups  # the groups the phases were tied in (not saved)
             else:
                 nn.init.normal_(self.phase.weight, std=PHASE_STD)
         for module in self.modules():  # the seed's self.apply(_init_weights)
@@ -409,3 +412,81 @@ def meta_param_count(vocab_size: int, d_model: int, n_layers: int, n_heads: int 
         model = build(vocab_size, d_model, n_layers, n_heads, context, **kw)
     return models.param_count(model)
 
+
+
+def train_flops_per_token(vocab_size: int, d_model: int, n_layers: int, context: int,
+                          phase: bool = True, attn_bias: bool = True, blend: bool = True,
+                          n_frequencies: int = 32) -> int:
+    """Training FLOPs per predicted token (6 × the forward pass's multiply-adds, as in Kaplan
+    et al.): per layer the qkv/out/MLP matmuls (``12 d²``) and attention scores and mixing over
+    the full window (``2 · context · d``), the tied LM head (``d · V``), and for the phase the
+    projection ``W_p`` (``F · d``, with the blend) and ``R``'s two matmuls (``2 · context · F``,
+    once per forward pass, with the bias). Embedding lookups, norms and softmaxes are left out.
+    """
+    for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
+                        ("context", context), ("n_frequencies", n_frequencies)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    macs = n_layers * (12 * d_model ** 2 + 2 * context * d_model) + d_model * vocab_size
+    if phase and blend:
+        macs += n_frequencies * d_model
+    if phase and attn_bias:
+        macs += 2 * context * n_frequencies
+    return 6 * macs
+
+
+_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@torch.no_grad()
+def resonance_spread(model: ResonanceLM, input_ids: torch.Tensor) -> dict[str, float]:
+    """How much ``R`` varies between the pairs attention can choose among: mean, std and
+    quantiles of ``R[i, j]`` over ``j < i`` (the causal, off-diagonal part) of a batch
+    ``(b, S)``. The bias a head adds is ``w_h`` times this spread; a constant ``R`` changes
+    no attention weight."""
+    if model.phase is None:
+        raise ValueError("this model has no phase (phase=False), so it has no R")
+    if input_ids.dim() != 2 or input_ids.size(1) < 2:
+        raise ValueError(f"input_ids must be (batch, seq >= 2), got {tuple(input_ids.shape)}")
+    R = resonance_matrix(model.phase(input_ids))
+    lower = torch.ones(R.shape[1:], dtype=torch.bool).tril(-1)
+    values = R[:, lower].reshape(-1).double()
+    out = {"r_mean": float(values.mean()), "r_std": float(values.std())}
+    for q, v in zip(_QUANTILES, torch.quantile(values, torch.tensor(_QUANTILES,
+                                                                    dtype=torch.double))):
+        out[f"r_q{round(100 * q):02d}"] = float(v)
+    return out
+
+
+@torch.no_grad()
+def group_cohesion(phases: torch.Tensor, groups: dict[str, Sequence[int]]) -> dict[str, float]:
+    """Do groups of tokens sit together in phase space? Over the members of groups with more
+    than one member: the mean resonance ``mean_f cos(φ_t,f − φ_u,f)`` between two members of
+    the same group and between members of different groups, and their difference (0: the
+    grouping is gone). ``phases``: the phase table ``(vocab, F)``."""
+    members = [(t, g) for g, (_, group) in enumerate(groups.items()) if len(group) > 1
+               for t in group if t < phases.size(0)]
+    if len(members) < 3:
+        raise ValueError(f"need groups with >= 2 members covering >= 3 tokens, got "
+                         f"{len(members)} tokens")
+    tokens = torch.tensor([t for t, _ in members])
+    labels = torch.tensor([g for _, g in members])
+    R = resonance_matrix(phases[tokens].double()[None])[0]
+    same = labels[:, None] == labels[None, :]
+    off = ~torch.eye(len(tokens), dtype=torch.bool)
+    within, between = float(R[same & off].mean()), float(R[~same].mean())
+    return {"within": within, "between": between, "cohesion": within - between,
+            "n_tokens": len(tokens)}
+
+
+@torch.no_grad()
+def mechanism_state(model: ResonanceLM) -> dict[str, Any]:
+    """The trained mechanism's parameters: ``w_h`` per layer and head (``(L, h)`` list), and
+    the blend ``σ(b)``'s mean, std, min and max over the model width (None without phase)."""
+    weights = [block.attn.resonance_weight.detach().tolist() for block in model.blocks]
+    out: dict[str, Any] = {"w": weights}
+    if model.blend is not None and model.config.blend:
+        g = torch.sigmoid(model.blend.detach().double())
+        out.update(blend_mean=float(g.mean()), blend_std=float(g.std()),
+                   blend_min=float(g.min()), blend_max=float(g.max()))
+    return out

@@ -2,10 +2,12 @@
 
 Shapes: ``X: (n, d1)`` and ``Y: (n, d2)`` hold the same ``n`` stimuli (rows, same order);
 ``d1 != d2`` is allowed. Gram matrices are ``(n, n)``. Inputs may be NumPy arrays, nested lists or
-torch tensors; everything is computed in float64 and returned as a Python float. Bad input (NaN/inf,
-mismatched ``n``, too few stimuli, ``n <= k``, constant input) raises ``ValueError`` naming the
-problem; no measure returns NaN. A single constant column (a dead unit) is allowed; a matrix whose
-rows are all identical is not.
+torch tensors; results are Python floats. Linear CKA and the k-NN measures keep float32 input
+(what ``activations.extract`` returns) in float32, multiply in float32 and sum in float64 (within
+~1e-6 of all-float64 arithmetic, neighbour sets ranked in float64); everything else is computed in
+float64. Bad input (NaN/inf, mismatched ``n``, too few stimuli, ``n <= k``, constant input) raises
+``ValueError`` naming the problem; no measure returns NaN. A single constant column (a dead unit)
+is allowed; a matrix whose rows are all identical is not.
 
 Invariances (transforms applied to the features of one side):
 
@@ -45,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, stats
+from scipy import linalg, sparse, stats
 from scipy.spatial.distance import pdist, squareform
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
@@ -66,6 +68,23 @@ _SELF_HSIC_RTOL = 1e-12
 # Gram entries per layer in one band of rows (16 MiB of float64) when pairing layers band by band;
 # bands of a few hundred rows keep the band GEMMs about as efficient as one whole-Gram product.
 _BAND_ELEMENTS = 2**21
+# No single product larger than this many rows in linear_gram: the threaded float64 SYRK that
+# numpy uses for ``X @ X.T`` segfaults in the bundled OpenBLAS from n ~ 16,000 (numpy#19685).
+_GRAM_BAND_ROWS = 2048
+# The feature form of linear CKA streams centred row blocks of all layers through a buffer of this
+# many bytes; float32 products are summed over at most _SUMMED_ROWS rows before a float64 add.
+_FEATURE_BLOCK_BYTES = 2**26
+_SUMMED_ROWS = 2048
+# Float64 accumulators X_iᵀ Y_j held at once by the feature form (A's layers go in groups).
+_FEATURE_ACCUMULATOR_BYTES = 2**27
+# Cost weight of one Gram-band inner product per entry, relative to one multiply-add of a dense
+# GEMM (band pairings are memory-bound). Fitted on this project's 2-core machine: the two forms
+# take the same time for 12 + 12 layers of width 384 at n ~ 4,000; see _linear_form.
+_GRAM_PAIR_WEIGHT = 16.0
+# Float32 cosine scores held at once by the neighbour search (rows x n; 32 MiB).
+_SCORE_ELEMENTS = 2**23
+# Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy.
+_TOPK_WITH_TORCH = 4096
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,9 +120,22 @@ def _centred(X: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 def linear_gram(X: np.ndarray) -> np.ndarray:
-    """Linear kernel ``K = X Xᵀ``: ``(n, d) -> (n, n)``, float64."""
+    """Linear kernel ``K = X Xᵀ``: ``(n, d) -> (n, n)``, float64.
+
+    Computed in float64 by bands of at most 2048 rows of the upper triangle, mirrored below, so
+    no single BLAS call is the whole-matrix SYRK that crashes OpenBLAS at n >= ~16,000. Memory:
+    ``K`` (``8 n²`` bytes) plus a float64 copy of a non-float64 ``X``.
+    """
     X = np.asarray(X, dtype=np.float64)
-    return X @ X.T
+    n = X.shape[0]
+    if n <= _GRAM_BAND_ROWS:
+        return X @ X.T
+    K = np.empty((n, n))
+    for start in range(0, n, _GRAM_BAND_ROWS):
+        stop = min(start + _GRAM_BAND_ROWS, n)
+        np.matmul(X[start:stop], X[start:].T, out=K[start:stop, start:])
+        K[stop:, start:stop] = K[start:stop, stop:].T
+    return K
 
 
 RBF_MEDIANS = ("matrix", "pairs")
@@ -296,18 +328,90 @@ def _debiased_feature_term(cross: float, sq_rows_x: np.ndarray, sq_rows_y: np.nd
             + sq_rows_x.sum() * sq_rows_y.sum() / ((n - 1) * (n - 2)))
 
 
+def _float32_kept(X: Any) -> Any:
+    """Float32 and float16 arrays or tensors as float32 NumPy arrays (no copy of float32 arrays);
+    anything else unchanged, for ``as_matrix`` to convert to float64."""
+    if hasattr(X, "detach") and str(X.dtype) in ("torch.float32", "torch.float16"):
+        return X.detach().cpu().float().numpy()
+    if isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32):
+        return X.astype(np.float32, copy=False)
+    return X
+
+
+def _is_float32(X: Any) -> bool:
+    return isinstance(X, np.ndarray) and X.dtype == np.float32
+
+
+def _validated_floats(X: Any, name: str) -> np.ndarray:
+    """``_validated`` without the float64 copy of float32 input (linear CKA, k-NN measures)."""
+    X = _float32_kept(X)
+    return not_constant(as_matrix(X, name, dtype=np.float32 if _is_float32(X) else np.float64),
+                        name)
+
+
+def _validated_float_pair(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``_validated_pair`` keeping float32 when both inputs are float32."""
+    X, Y = _float32_kept(X), _float32_kept(Y)
+    dtype = np.float32 if _is_float32(X) and _is_float32(Y) else np.float64
+    X, Y = paired(X, Y, dtype=dtype)
+    return not_constant(X, "X"), not_constant(Y, "Y")
+
+
+def _safely_scaled(X: np.ndarray) -> np.ndarray:
+    """``unit_scaled`` for the float32 path too: float32 products of ``|x| ~ 2^64`` overflow and
+    of ``|x| ~ 2^-64`` lose precision to subnormals, so float32 input is brought to ``|x| <~ 1``
+    by a power of two (exact; ordinary magnitudes ``2^-20 .. 2^20`` are left as they are)."""
+    if X.dtype != np.float32:
+        return unit_scaled(X)
+    top = max(float(X.max()), -float(X.min()))
+    if top == 0.0 or 2.0 ** -20 <= top <= 2.0 ** 20:
+        return X
+    return np.ldexp(X, -int(np.frexp(top)[1])).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class _LinearLayer:
-    features: np.ndarray  # (n, d) centred
-    sq_norms: np.ndarray  # (n,) diagonal of the centred linear Gram
+    """One layer prepared for linear CKA, without a centred copy of its rows."""
+
+    values: np.ndarray    # (n, d) as given: float32 stays float32, anything else is float64
+    mean: np.ndarray      # (d,) float64 column means
+    sq_norms: np.ndarray  # (n,) float64 diagonal of the centred linear Gram
     debiased: bool
     name: str
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[1]
+
+    def centred(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` minus the mean, subtracted in float64 and stored in the layer's
+        dtype (into ``out`` when given): float32 keeps the centred values to float32 precision
+        whatever the offset of the raw activations."""
+        rows = np.subtract(self.values[start:stop], self.mean, dtype=np.float64)
+        rows = rows.astype(self.values.dtype, copy=False)  # the values sq_norms was made from
+        if out is None:
+            return rows
+        out[...] = rows
+        return out
+
+
+def _rows_per_block(width: int, itemsize: int, budget: int, cap: int | None = None) -> int:
+    """Rows per block so that ``rows x width`` items of ``itemsize`` bytes fit in ``budget``."""
+    rows = max(1, budget // max(1, width * itemsize))
+    return rows if cap is None else min(rows, cap)
 
 
 def _linear_layer(X: np.ndarray, name: str = "X", debiased: bool = False) -> _LinearLayer:
     _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
-    features = _centred(unit_scaled(X))
-    return _LinearLayer(features, np.einsum("ij,ij->i", features, features), debiased, name)
+    X = _safely_scaled(X)
+    n = X.shape[0]
+    layer = _LinearLayer(X, X.mean(axis=0, dtype=np.float64), np.empty(n), debiased, name)
+    rows = _rows_per_block(X.shape[1], 8, _FEATURE_BLOCK_BYTES)
+    for start in range(0, n, rows):
+        centred = layer.centred(start, start + rows)
+        layer.sq_norms[start:start + rows] = np.einsum("ij,ij->i", centred, centred,
+                                                       dtype=np.float64)
+    return layer
 
 
 def _linear_hsic(product: float, a: _LinearLayer, b: _LinearLayer) -> float:
@@ -319,20 +423,95 @@ def _linear_self_hsic(product: float, a: _LinearLayer) -> float:
     return _checked_self_hsic(_linear_hsic(product, a, a), product, a.name)
 
 
-def _linear_cka_features(X: np.ndarray, Y: np.ndarray, debiased: bool) -> float:
-    """Linear CKA in feature space, ``|YᵀX|² / (|XᵀX| |YᵀY|)`` on centred features: O(n d1 d2)."""
-    a, b = _linear_layer(X, "X", debiased), _linear_layer(Y, "Y", debiased)
-    cross = float(np.sum((a.features.T @ b.features) ** 2))
-    self_a = _linear_self_hsic(float(np.sum((a.features.T @ a.features) ** 2)), a)
-    self_b = _linear_self_hsic(float(np.sum((b.features.T @ b.features) ** 2)), b)
-    return _cka_ratio(_linear_hsic(cross, a, b), self_a, self_b)
+def _storage_dtype(layers: list[_LinearLayer]) -> np.dtype:
+    return np.result_type(*(layer.values.dtype for layer in layers))
+
+
+def _feature_self_product(layer: _LinearLayer) -> float:
+    """``|XᵀX|_F²`` of the centred rows, ``XᵀX`` summed over row blocks in float64."""
+    rows = _rows_per_block(layer.width, 8, _FEATURE_BLOCK_BYTES, _SUMMED_ROWS)
+    total = np.zeros((layer.width, layer.width))
+    for start in range(0, layer.values.shape[0], rows):
+        block = layer.centred(start, start + rows)
+        total += block.T @ block
+    return float(np.vdot(total, total))
+
+
+def _feature_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer],
+                      same: bool) -> np.ndarray:
+    """``|X_iᵀ Y_j|_F² = <K_i, L_j>_F`` for all pairs of centred layers, ``(len a, len b)``.
+
+    Rows are streamed in blocks: each block of every layer is centred once into a shared buffer
+    (in the layers' dtype) and multiplied with all of B's layers in one GEMM per A layer; the
+    products ``X_iᵀ Y_j`` are summed over blocks in float64. A's layers are taken in groups whose
+    float64 accumulators fit in ``_FEATURE_ACCUMULATOR_BYTES`` (B's blocks are centred again
+    for each group). With ``same``, only ``j >= i`` is computed and the rest mirrored.
+    """
+    n = layers_a[0].values.shape[0]
+    dtype = _storage_dtype(layers_a + layers_b)
+    widths = [layer.width for layer in layers_b]
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    first_column = [int(offsets[i]) if same else 0 for i in range(len(layers_a))]
+    groups: list[list[int]] = [[]]
+    held = 0
+    for i, layer in enumerate(layers_a):
+        need = layer.width * (offsets[-1] - first_column[i]) * 8
+        if groups[-1] and held + need > _FEATURE_ACCUMULATOR_BYTES:
+            groups.append([])
+            held = 0
+        groups[-1].append(i)
+        held += need
+    cross = np.zeros((len(layers_a), len(layers_b)))
+    for group in groups:
+        start_b = first_column[group[0]]                    # B's columns this group needs
+        first_b = int(np.searchsorted(offsets, start_b))     # ... from this B layer on
+        width_a = 0 if same else sum(layers_a[i].width for i in group)
+        rows = _rows_per_block(offsets[-1] - start_b + width_a, dtype.itemsize,
+                               _FEATURE_BLOCK_BYTES, _SUMMED_ROWS)
+        block_b = np.empty((min(rows, n), offsets[-1] - start_b), dtype)
+        block_a = block_b if same else np.empty((min(rows, n), width_a), dtype)
+        where_a = {}
+        column = 0
+        for i in group:
+            where_a[i] = (first_column[i] - start_b if same else column)
+            column += layers_a[i].width
+        sums = {i: np.zeros((layers_a[i].width, offsets[-1] - first_column[i])) for i in group}
+        product = {i: np.empty(sums[i].shape, dtype) for i in group}
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            count = stop - start
+            for j in range(first_b, len(layers_b)):
+                layers_b[j].centred(start, stop, block_b[:count, offsets[j] - start_b:
+                                                         offsets[j + 1] - start_b])
+            if not same:
+                for i in group:
+                    layers_a[i].centred(start, stop,
+                                        block_a[:count, where_a[i]:where_a[i] + layers_a[i].width])
+            for i in group:
+                x = block_a[:count, where_a[i]:where_a[i] + layers_a[i].width]
+                np.matmul(x.T, block_b[:count, first_column[i] - start_b:], out=product[i])
+                sums[i] += product[i]
+        for i in group:
+            for j in range(len(layers_b)):
+                if offsets[j] >= first_column[i]:
+                    part = sums[i][:, offsets[j] - first_column[i]:offsets[j + 1] - first_column[i]]
+                    cross[i, j] = np.einsum("ij,ij->", part, part)
+        del sums, product
+    if same:
+        lower = np.tril_indices_from(cross, -1)
+        cross[lower] = cross.T[lower]
+    return cross
 
 
 def _gram_band(X: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into ``out``; the part right of the
-    diagonal block is scaled by √2 so that, summed over bands, inner products of bands equal
-    Frobenius products of the full symmetric Grams."""
-    np.matmul(X[start:stop], X[start:].T, out=out)
+    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into the float64 ``out``; the part
+    right of the diagonal block is scaled by √2 so that, summed over bands, inner products of
+    bands equal Frobenius products of the full symmetric Grams. A float32 ``X`` is multiplied in
+    float32 (``d``-term sums) and stored in float64."""
+    if X.dtype == out.dtype:
+        np.matmul(X[start:stop], X[start:].T, out=out)
+    else:
+        out[...] = X[start:stop] @ X[start:].T
     out[:, stop - start:] *= np.sqrt(2.0)
     return out
 
@@ -342,11 +521,13 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
     """``<K_i, L_j>_F`` for all pairs plus the self products ``<K_i, K_i>``, ``<L_j, L_j>``.
 
     Each layer's Gram is computed once, one band of rows of its upper triangle at a time, into a
-    reused buffer: no n×n matrix is ever held, and every band is paired with all other layers'
-    bands in one GEMM while it is hot.
+    reused float64 buffer: no n×n matrix is ever held, and every band is paired with all other
+    layers' bands in one float64 GEMM while it is hot. Holds a centred copy of every layer (in
+    its dtype) for the band products.
     """
     layers = layers_a if same else layers_a + layers_b
-    n = layers[0].features.shape[0]
+    n = layers[0].values.shape[0]
+    centred = [layer.centred(0, n) for layer in layers]
     rows = min(max(1, _BAND_ELEMENTS // n), n)
     buffer = np.empty((len(layers), rows * n))
     cross = np.zeros((len(layers_a), len(layers_b)))
@@ -354,17 +535,54 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         bands = buffer[:, :(stop - start) * (n - start)]
-        for layer, band in zip(layers, bands):
-            _gram_band(layer.features, start, stop, band.reshape(stop - start, n - start))
+        for features, band in zip(centred, bands):
+            _gram_band(features, start, stop, band.reshape(stop - start, n - start))
         selfs += np.einsum("ij,ij->i", bands, bands)
         cross += bands[:len(layers_a)] @ bands[len(layers) - len(layers_b):].T
     return cross, selfs[:len(layers_a)], selfs[len(layers) - len(layers_b):]
 
 
+def _linear_form(n: int, widths_a: Sequence[int], widths_b: Sequence[int], same: bool) -> str:
+    """``"features"`` or ``"gram"``: the form of linear CKA with the smaller estimated cost.
+
+    Feature form: ``n d_i d_j`` multiply-adds per pair (dense GEMMs at the BLAS's best rate),
+    plus ``n d²/2`` per layer for the self terms. Gram form: ``n² d / 2`` per layer for its
+    upper-triangle bands, plus ``n² / 2`` per pair and per layer for the band inner products,
+    which are memory-bound and counted ``_GRAM_PAIR_WEIGHT`` times. For ``L x L`` layers of
+    width ``d`` the forms break even at ``n ~ 2 d² (L + 1) / (2 d + w (L + 2))``: ``n ~ 2 d`` for
+    one pair, ``n ~ 10 d`` for 12 x 12 layers (``n ~ 3,900`` at ``d = 384``). Above that the
+    feature form is chosen (its cost grows as ``n``, the Gram form's as ``n²``), below it the
+    Gram form (wide layers, few stimuli). Both give the same values to float round-off.
+    """
+    pairs = [(i, j) for i in range(len(widths_a)) for j in range(len(widths_b))
+             if not same or j >= i]
+    features = n * sum(widths_a[i] * widths_b[j] for i, j in pairs)
+    layers = list(widths_a) if same else list(widths_a) + list(widths_b)
+    if not same:
+        features += n * sum(d * d for d in layers) / 2
+    pair_count = len(widths_a) * len(widths_b) + len(layers)
+    gram = n * n / 2 * (sum(layers) + _GRAM_PAIR_WEIGHT * pair_count)
+    return "features" if features <= gram else "gram"
+
+
+def _linear_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer],
+                     same: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``<K_i, L_j>_F`` of the centred linear Grams for all pairs and the self products, by the
+    cheaper of the feature and the Gram form (:func:`_linear_form`)."""
+    n = layers_a[0].values.shape[0]
+    form = _linear_form(n, [a.width for a in layers_a], [b.width for b in layers_b], same)
+    if form == "gram":
+        return _banded_gram_products(layers_a, layers_b, same)
+    cross = _feature_products(layers_a, layers_b, same)
+    if same:
+        return cross, np.diag(cross).copy(), np.diag(cross).copy()
+    return (cross, np.array([_feature_self_product(a) for a in layers_a]),
+            np.array([_feature_self_product(b) for b in layers_b]))
+
+
 def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]) -> np.ndarray:
     """Linear CKA for every pair of prepared layers, ``(len a, len b)``."""
-    cross, products_a, products_b = _banded_gram_products(layers_a, layers_b,
-                                                          layers_b is layers_a)
+    cross, products_a, products_b = _linear_products(layers_a, layers_b, layers_b is layers_a)
     self_a = [_linear_self_hsic(p, a) for p, a in zip(products_a, layers_a)]
     self_b = [_linear_self_hsic(p, b) for p, b in zip(products_b, layers_b)]
     return np.array([[_cka_ratio(_linear_hsic(cross[i, j], a, b), self_a[i], self_b[j])
@@ -378,15 +596,22 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold,
     median_over)`` per matrix (default: Kornblith et al.'s bandwidth, see :func:`rbf_gram`). ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
     independent data where the biased value is inflated at small n, and can be slightly negative).
-    Linear CKA with ``d1, d2 < n`` is computed in feature space; otherwise from Gram matrices.
+    Linear CKA takes the cheaper form (:func:`_linear_form`): the feature form
+    ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; chosen when ``n`` exceeds about twice the widths)
+    or banded Gram products (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with
+    float64 sums. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and
+    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``16 MiB``
+    of bands each. RBF CKA holds both ``(n, n)`` float64 Grams.
 
     Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
     to general invertible linear maps. Meaningless for n < 3 (n < 4 debiased). A non-positive
     debiased self-HSIC (degenerate kernel) raises ``ValueError`` instead of returning NaN.
     """
+    if kernel == "linear":
+        X, Y = _validated_float_pair(X, Y)
+        layers = [_linear_layer(X, "X", debiased)], [_linear_layer(Y, "Y", debiased)]
+        return float(_linear_cka_block(*layers)[0, 0])
     X, Y = _validated_pair(X, Y)
-    if kernel == "linear" and max(X.shape[1], Y.shape[1]) < X.shape[0]:
-        return _linear_cka_features(X, Y, debiased)
     return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased, median_over),
                              _gram_layer(Y, "Y", kernel, threshold, debiased, median_over))
 
@@ -396,7 +621,12 @@ class MinibatchCKA:
 
     ``update(X_batch: (b, d1), Y_batch: (b, d2))`` adds one minibatch (``b >= 4``, same stimuli in
     both); ``value()`` returns ``mean_b HSIC1(K_b, L_b) / sqrt(mean_b HSIC1(K_b, K_b) mean_b
-    HSIC1(L_b, L_b))`` with HSIC1 the unbiased estimator. Same invariances as ``cka``.
+    HSIC1(L_b, L_b))`` with HSIC1 the unbiased estimator. Same invariances as ``cka``. Each batch
+    takes the cheaper form of linear CKA (features or Grams, as ``cka``), keeps float32 input in
+    float32 and sums in float64, so batches of any size fit: ``O(b min(b, d)²)``-ish time,
+    ``<= ~200 MiB`` beyond the batch (feature form) or a centred copy of it (Gram form). This is a
+    different estimator from full-``n`` debiased CKA (a mean over batches), so ``cka`` and
+    ``similarity_matrix`` never switch to it on their own.
     """
 
     def __init__(self) -> None:
@@ -404,13 +634,15 @@ class MinibatchCKA:
         self._batches = 0
 
     def update(self, X_batch: Any, Y_batch: Any) -> MinibatchCKA:
-        X, Y = _validated_pair(X_batch, Y_batch)
+        X, Y = _validated_float_pair(X_batch, Y_batch)
         _require_rows(X, 4, "a minibatch of debiased CKA", "X_batch")
-        a = _hsic_terms(linear_gram(_centred(X)), debiased=True)
-        b = _hsic_terms(linear_gram(_centred(Y)), debiased=True)
-        self._cross += _hsic_from_terms(a, b)
-        self._self_x += _hsic_from_terms(a, a)
-        self._self_y += _hsic_from_terms(b, b)
+        a = _linear_layer(X, "X_batch", debiased=True)
+        b = _linear_layer(Y, "Y_batch", debiased=True)
+        cross, (self_a,), (self_b,) = _linear_products([a], [b], same=False)
+        scale = X.shape[0] * (X.shape[0] - 3)  # the HSIC1 of one batch is its term over b(b-3)
+        self._cross += _linear_hsic(cross[0, 0], a, b) / scale
+        self._self_x += _linear_hsic(self_a, a, a) / scale
+        self._self_y += _linear_hsic(self_b, b, b) / scale
         self._batches += 1
         return self
 
@@ -454,36 +686,162 @@ def clamp_outliers(X: Any, quantile: float = 0.95, exact: bool = False) -> np.nd
     return np.clip(X, -threshold, threshold)
 
 
-def _clamp_outliers(X: np.ndarray, quantile: float) -> np.ndarray:
-    return clamp_outliers(X, quantile, exact=False)
+def _clamp_threshold(X: np.ndarray, quantile: float) -> float:
+    """Clamp level ``t`` = mean over stimuli of the ``quantile`` of ``|x_i|`` (Huh et al.'s
+    ``remove_outliers``, default non-exact mode; they apply it to all layers of a model at once,
+    here it is per matrix). Computed in float64, row block by row block."""
+    if not 0 < quantile <= 1:
+        raise ValueError(f"clamp_quantile must be in (0, 1], got {quantile}")
+    rows = _rows_per_block(X.shape[1], 8, _FEATURE_BLOCK_BYTES)
+    per_row = [np.quantile(np.abs(X[start:start + rows]).astype(np.float64), quantile, axis=1)
+               for start in range(0, X.shape[0], rows)]
+    return float(np.concatenate(per_row).mean())
 
 
-def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> np.ndarray:
-    if clamp_quantile is not None:
-        X = _clamp_outliers(X, clamp_quantile)
-    norms = np.linalg.norm(X, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"{name} has {int((norms == 0).sum())} all-zero rows (after clamping): "
-                         "their cosine neighbours are undefined")
-    return X / norms[:, None]
+@dataclass(frozen=True)
+class _UnitRows:
+    """Rows of ``values`` clamped at ``±threshold`` (if set) and L2-normalised, made in float64
+    on demand (by slice or index array) instead of held as a float64 copy."""
+
+    values: np.ndarray
+    threshold: float | None
+    norms: np.ndarray  # (n,) float64 norms of the clamped rows
+
+    def clamped(self, index: slice | np.ndarray) -> np.ndarray:
+        rows = self.values[index].astype(np.float64)
+        if self.threshold is not None:
+            np.clip(rows, -self.threshold, self.threshold, out=rows)
+        return rows
+
+    def rows(self, index: slice | np.ndarray) -> np.ndarray:
+        rows = self.clamped(index)
+        rows /= self.norms[index][:, None]
+        return rows
 
 
-def _cosine_gram_and_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None,
-                                name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine Gram ``(n, n)`` and the indices ``(n, k)`` of each row's k nearest others."""
+def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> _UnitRows:
+    if clamp_quantile is not None and not 0 < clamp_quantile <= 1:
+        raise ValueError(f"clamp_quantile must be in (0, 1], got {clamp_quantile}")
+    threshold = (None if clamp_quantile is None or clamp_quantile == 1  # as clamp_outliers
+                 else _clamp_threshold(X, clamp_quantile))
+    unit = _UnitRows(X, threshold, np.empty(X.shape[0]))
+    rows = _rows_per_block(X.shape[1], 8, _FEATURE_BLOCK_BYTES)
+    for start in range(0, X.shape[0], rows):
+        unit.norms[start:start + rows] = np.linalg.norm(unit.clamped(slice(start, start + rows)),
+                                                        axis=1)
+    if (unit.norms == 0).any():
+        raise ValueError(f"{name} has {int((unit.norms == 0).sum())} all-zero rows (after "
+                         "clamping): their cosine neighbours are undefined")
+    return unit
+
+
+def _top_k_by_index(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest of one row of float64 ``scores``; ties go to lower indices."""
+    kth = np.partition(scores, scores.size - k)[scores.size - k]
+    above = np.flatnonzero(scores > kth)
+    return np.concatenate([above, np.flatnonzero(scores == kth)[:k - above.size]])
+
+
+def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.ndarray) -> None:
+    """Neighbours of ``rows`` from their full float64 rows of cosines, into ``indices``."""
+    n = unit.norms.size
+    step = max(1, _SCORE_ELEMENTS // (2 * n))
+    columns = _rows_per_block(unit.values.shape[1], 8, _FEATURE_BLOCK_BYTES)
+    for first in range(0, rows.size, step):
+        chosen = rows[first:first + step]
+        queries = unit.rows(chosen)
+        full = np.empty((chosen.size, n))
+        for start in range(0, n, columns):
+            # einsum, not BLAS: identical rows get bitwise identical scores (ties stay ties)
+            full[:, start:start + columns] = np.einsum("fd,cd->fc", queries,
+                                                       unit.rows(slice(start, start + columns)))
+        full[np.arange(chosen.size), chosen] = -np.inf
+        for row, values in zip(chosen, full):
+            indices[row] = _top_k_by_index(values, k)
+
+
+def _top_candidates(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices ``(rows, count)`` of the ``count`` largest scores of each row and those
+    scores, largest first (ties in any order). ``torch.topk`` for long rows (about 10x faster
+    than ``np.argpartition``, worth its import from n ~ 4,000 on), NumPy otherwise."""
+    if scores.shape[1] >= _TOPK_WITH_TORCH:
+        import torch
+
+        top = torch.topk(torch.from_numpy(scores), count, dim=1, sorted=True)
+        return top.indices.numpy(), top.values.numpy()
+    kept = np.argpartition(scores, scores.shape[1] - count, axis=1)[:, scores.shape[1] - count:]
+    values = np.take_along_axis(scores, kept, axis=1)
+    order = np.argsort(-values, axis=1)
+    return np.take_along_axis(kept, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name: str,
+                       values: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices ``(n, k)`` of each row's k nearest other rows by cosine, and (``values``) those
+    cosines in float64.
+
+    The neighbours are those the float64 unit rows rank highest (ties to the lower index), found
+    without an ``(n, n)`` matrix: row blocks of float32 scores (``_SCORE_ELEMENTS`` at a time)
+    give each row its ``2k + 8`` best candidates (:func:`_top_candidates`). A float32 score of
+    unit rows is within ``b = (d + 3) 2⁻²⁴`` of the float64 one (any summation order), so when a
+    row's k-th and (k+1)-th float32 scores differ by more than ``2b`` its float32 top k is the
+    float64 top k. Other rows (near-ties) have their candidates re-scored in float64; when even
+    the k-th float64 score is within ``b`` of the last candidate's (duplicates, many near-ties)
+    the row is redone from its full float64 row of scores. Memory: the float32 unit rows
+    (``4 n d`` bytes) plus one score block.
+    """
     k = positive_int(k, "k")
-    if X.shape[0] <= k:
-        raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={X.shape[0]}")
-    gram = linear_gram(_unit_rows(unit_scaled(X), clamp_quantile, name))
-    scores = gram.copy()
-    np.fill_diagonal(scores, -np.inf)
-    return gram, np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    n, d = X.shape
+    if n <= k:
+        raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={n}")
+    unit = _unit_rows(X if X.dtype == np.float32 else unit_scaled(X), clamp_quantile, name)
+    screen = np.empty((n, d), np.float32)
+    rows = _rows_per_block(d, 8, _FEATURE_BLOCK_BYTES)
+    for start in range(0, n, rows):
+        screen[start:start + rows] = unit.rows(slice(start, start + rows))
+    eps = 2.0 ** -24
+    bound = (d + 3) * eps / (1 - (d + 3) * eps)
+    candidates = min(n - 1, 2 * k + 8)
+    indices = np.empty((n, k), np.int64)
+    block = max(1, min(n, _SCORE_ELEMENTS // n))
+    redo = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        similar = screen[start:stop] @ screen.T
+        similar[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        proposed, screened = _top_candidates(similar, candidates)
+        indices[start:stop] = proposed[:, :k]
+        if candidates == k:  # every other row is a neighbour
+            continue
+        unclear = np.flatnonzero(screened[:, k - 1] - screened[:, k] <= 2 * bound)
+        if unclear.size:
+            exact = _cosine_pairs(unit, start + unclear, proposed[unclear])
+            order = np.lexsort((proposed[unclear], -exact))[:, :k]
+            indices[start + unclear] = np.take_along_axis(proposed[unclear], order, axis=1)
+            kth = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
+            unsure = kth - screened[unclear, -1] <= bound
+            redo.extend(start + unclear[unsure])
+    if redo:
+        _exact_neighbours(unit, np.asarray(redo), k, indices)
+    return indices, (_cosine_pairs(unit, np.arange(n), indices) if values else None)
+
+
+def _cosine_pairs(unit: _UnitRows, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Float64 cosines of ``rows[i]`` with each of ``columns[i, :]``, ``(len rows, c)``."""
+    d, count = unit.values.shape[1], columns.shape[1]
+    step = max(1, _SCORE_ELEMENTS // (4 * count * d))
+    out = np.empty(columns.shape)
+    for first in range(0, rows.size, step):
+        last = min(first + step, rows.size)
+        others = unit.rows(columns[first:last].ravel()).reshape(last - first, count, d)
+        out[first:last] = np.einsum("qd,qcd->qc", unit.rows(rows[first:last]), others)
+    return out
 
 
 def _knn_layer(X: np.ndarray, name: str = "X", k: int = 10,
                clamp_quantile: float | None = None) -> np.ndarray:
     """Sorted codes ``i * n + j`` of the (stimulus, neighbour) pairs of one layer."""
-    _, neighbours = _cosine_gram_and_neighbours(X, k, clamp_quantile, name)
+    neighbours, _ = _cosine_neighbours(X, k, clamp_quantile, name, values=False)
     n = X.shape[0]
     return np.sort((np.arange(n)[:, None] * n + neighbours).ravel())
 
@@ -505,39 +863,52 @@ def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None)
 
     Invariant to orthogonal transforms (without clamping), isotropic scaling and feature
     permutation; not to translation (cosine is measured from the origin). Needs ``n > k``.
+
+    Neighbours are found by row blocks (:func:`_cosine_neighbours`: float32 screening, float64
+    ranking, ties to the lower index), never an ``(n, n)`` matrix: ``O(n² d)`` time, peak memory
+    beyond the inputs ``4 n d`` bytes (float32 unit rows of one input) + 32 MiB + ``O(n k)``.
     """
-    X, Y = _validated_pair(X, Y)
+    X, Y = _validated_float_pair(X, Y)
     return _pair_knn_layers(_knn_layer(X, "X", k, clamp_quantile),
                             _knn_layer(Y, "Y", k, clamp_quantile))
 
 
 @dataclass(frozen=True)
 class _NeighbourLayer:
-    gram: np.ndarray        # (n, n) cosine similarities
-    neighbours: np.ndarray  # (n, n) bool, row i marks the k nearest neighbours of i
+    masked: sparse.csr_matrix   # (n, n) M_X∘K: the cosine of i with each of its k neighbours
+    pattern: sparse.csr_matrix  # (n, n) M_X: 1 at the same places
     self_hsic: float
 
 
-def _masked_hsic(K: np.ndarray, L: np.ndarray, mask: np.ndarray) -> float:
-    return _hsic_from_terms(_hsic_terms(K * mask, True, symmetric=False),
-                            _hsic_terms(L * mask, True, symmetric=False))
+def _sparse_hsic(A: sparse.csr_matrix, B: sparse.csr_matrix) -> float:
+    """Unbiased HSIC of two sparse ``(n, n)`` matrices with zero diagonals (``hsic`` without the
+    ``n x n`` arrays: ``tr(AB)``, the totals and ``1ᵀAB1`` from the stored entries)."""
+    def terms(M: sparse.csr_matrix) -> _HsicTerms:
+        rows, cols = np.asarray(M.sum(axis=1)).ravel(), np.asarray(M.sum(axis=0)).ravel()
+        return _HsicTerms(M, M, rows, cols, float(rows.sum()), debiased=True)
+
+    return _hsic_from_terms(terms(A), terms(B), float(A.multiply(B.T).sum()))
 
 
 def _cknna_layer(X: np.ndarray, name: str = "X", k: int = 10,
                  clamp_quantile: float | None = None) -> _NeighbourLayer:
     if isinstance(k, (bool, np.bool_)) or not (isinstance(k, (int, np.integer)) and k >= 2):
         raise ValueError(f"CKNNA needs an integer k >= 2, got {k!r}")
-    gram, indices = _cosine_gram_and_neighbours(X, k, clamp_quantile, name)
-    mask = np.zeros(gram.shape, dtype=bool)
-    np.put_along_axis(mask, indices, True, axis=1)
-    self_hsic = _masked_hsic(gram, gram, mask)
+    indices, scores = _cosine_neighbours(X, k, clamp_quantile, name)
     n = X.shape[0]
-    scale = float(np.sum((gram * mask) ** 2)) / (n * (n - 3))
-    return _NeighbourLayer(gram, mask, _checked_self_hsic(self_hsic, scale, name))
+    order = np.argsort(indices, axis=1)
+    columns = np.take_along_axis(indices, order, axis=1).ravel()
+    starts = np.arange(0, n * k + 1, k)
+    masked = sparse.csr_matrix((np.take_along_axis(scores, order, axis=1).ravel(), columns,
+                                starts), shape=(n, n))
+    pattern = sparse.csr_matrix((np.ones(n * k), columns, starts), shape=(n, n))
+    scale = float(np.sum(scores ** 2)) / (n * (n - 3))
+    return _NeighbourLayer(masked, pattern,
+                           _checked_self_hsic(_sparse_hsic(masked, masked), scale, name))
 
 
 def _pair_cknna_layers(a: _NeighbourLayer, b: _NeighbourLayer) -> float:
-    cross = _masked_hsic(a.gram, b.gram, a.neighbours & b.neighbours)
+    cross = _sparse_hsic(a.masked.multiply(b.pattern).tocsr(), b.masked.multiply(a.pattern).tocsr())
     return _cka_ratio(cross, a.self_hsic, b.self_hsic)
 
 
@@ -552,8 +923,11 @@ def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> f
     1e-6 to the denominator; here it is left out (so identical inputs give exactly 1) and a
     non-positive self term raises. Slightly asymmetric in X and Y. Same invariances as
     ``mutual_knn``; needs ``k >= 2`` and ``n > k``.
+
+    The masked Grams have ``k`` entries per row, so they are held sparse: neighbour search as in
+    ``mutual_knn``, then ``O(n k)`` memory and time; no ``(n, n)`` array.
     """
-    X, Y = _validated_pair(X, Y)
+    X, Y = _validated_float_pair(X, Y)
     return _pair_cknna_layers(_cknna_layer(X, "X", k, clamp_quantile),
                               _cknna_layer(Y, "Y", k, clamp_quantile))
 
@@ -612,11 +986,11 @@ def svcca(X: Any, Y: Any, keep: float | int = 0.99) -> float:
     ``keep`` is a fraction of variance (float in (0, 1]) or a number of components (int) kept per
     matrix after centring: a float keeps the fewest leading directions whose cumulative share of
     variance reaches ``keep`` (Raghu et al. keep 99%); an int keeps that many, as google/svcca's
-    tutorials do (e.g. the top 50 directions). Differences from google/svcca: it drops near-dead
-    neurons (``epsilon``) and regularises the covariances before CCA, and reports the mean of the
-    correlations of the side it was asked for; here no neuron is dropped (a dead unit has no
-    variance and no direction) and CCA is done on orthonormal bases, exactly. With ``keep`` given
-    as the same count the two agree to round-off. Invariant to orthogonal transforms, isotropic
+    tutorials do (e.g. the top 50 directions); to compare with their published values pass the
+    same count. Other differences from google/svcca: its CCA adds ``epsilon`` to the covariance
+    diagonals and drops units whose variance is below it, while here CCA is exact, on orthonormal
+    bases of the kept subspaces (a dead unit adds no direction, so nothing needs dropping); the
+    values then differ by an amount that grows with ``epsilon``. Invariant to orthogonal transforms, isotropic
     scaling, translation and feature permutation; with ``keep=1.0`` (plain CCA) to every
     invertible linear map. Meaningless (raises) when the kept dimensions sum to ``>= n``.
     """
@@ -863,12 +1237,22 @@ def similarity(X: Any, Y: Any, measure: str, **kw: Any) -> float:
 Layers = Sequence[Any] | Mapping[Any, Any]
 
 
-def _named_layers(layers: Layers, label: str) -> tuple[list[Any], list[np.ndarray]]:
+def _named_layers(layers: Layers, label: str,
+                  floats: bool = False) -> tuple[list[Any], list[np.ndarray]]:
+    """Names and validated arrays; ``floats`` keeps float32 layers float32 (no copy)."""
+    if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
+        layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:
         raise ValueError(f"{label} holds no layers")
-    return names, [_validated(X, f"{label}[{name!r}]") for name, X in zip(names, arrays)]
+    check = _validated_floats if floats else _validated
+    return names, [check(X, f"{label}[{name!r}]") for name, X in zip(names, arrays)]
+
+
+def _keeps_float32(spec: Measure) -> bool:
+    """Whether the measure's per-layer preparation works on float32 layers as they are."""
+    return getattr(spec.prepare, "func", spec.prepare) in (_linear_layer, _knn_layer, _cknna_layer)
 
 
 def _depth(index: int, count: int) -> float:
@@ -909,16 +1293,28 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     measure, value``; depth = layer index / (layer count - 1), 0 for a single layer. Factorised
     measures compute each layer's Gram / neighbour sets / subspace once; pass the same object
     twice (``layers_b is layers_a``) to reuse it and, for symmetric measures, halve the pairs.
-    Linear CKA never holds an ``(n, n)`` Gram: each layer's Gram is built once in row bands and
-    paired while hot. RBF CKA holds every layer's ``(n, n)`` float64 Gram at once
-    (``8 n² (La + Lb)`` bytes); for very large n use ``MinibatchCKA``.
+
+    Linear CKA (biased and debiased) picks the cheaper form from ``n``, the widths and the layer
+    counts (:func:`_linear_form`): the feature form, ``n Σ_ij d_i d_j`` multiply-adds in dense
+    GEMMs over row blocks (chosen whenever the layers are narrow next to ``n``, e.g. 12 + 12
+    layers of width ``d`` for ``n >~ 10 d``), or banded Grams, ``n² Σ_l d_l / 2`` plus the band
+    pairings (wide layers, small ``n``). Neither holds an ``(n, n)`` matrix or a float64 copy of a
+    float32 layer. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` (a 64 MiB buffer of
+    centred row blocks and ``<= 128 MiB`` of float64 ``d_i x Σ d_j`` accumulators, more only when
+    one A layer alone needs more) plus ``8 n`` bytes per layer; Gram form a centred copy of every
+    layer (its dtype) plus 16 MiB of band buffer per layer. ``mutual_knn`` and ``cknna`` search
+    each layer's neighbours by row blocks (one layer's float32 unit rows, ``4 n d`` bytes, and a
+    32 MiB score block at a time) and keep ``O(n k)`` per layer. RBF CKA holds every layer's
+    ``(n, n)`` float64 Gram at once (``8 n² (La + Lb)`` bytes); for very large n use
+    ``MinibatchCKA``. Minibatch CKA is never picked automatically: it estimates a different
+    quantity (a mean over batches), and the full-``n`` feature form costs about as much.
     """
     from .measures import check_options
     spec = _measure(measure)
     check_options(measure, kw)
-    same = layers_b is layers_a
-    names_a, arrays_a = _named_layers(layers_a, "layers_a")
-    names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b")
+    same, floats = layers_b is layers_a, _keeps_float32(spec)
+    names_a, arrays_a = _named_layers(layers_a, "layers_a", floats)
+    names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b", floats)
     counts = {X.shape[0] for X in arrays_a + arrays_b}
     if len(counts) > 1:
         raise ValueError(f"all layers must hold the same stimuli, got row counts {sorted(counts)}")

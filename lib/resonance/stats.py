@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as _stats
@@ -189,6 +189,176 @@ def checkpoint_permutation_test(distances: Any, n_perm: int = 2000, seed: int = 
     observed = concentration(np.diagonal(D, offset=1), early_fraction)
     null = checkpoint_permutation_null(D, n_perm, seed, early_fraction)
     return null_summary(observed, null, _early_count(T, early_fraction) / T)
+
+# --------------------------------------------------------------------------------------------
+# Resampling models, equivalence, permutation p-values, a unigram baseline (01, 02 and later)
+
+
+def permutation_p(observed: float, null: Sequence[float], greater: bool = True) -> float:
+    """One-sided permutation p-value ``(1 + #{null as extreme}) / (1 + n_null)``.
+
+    ``greater=True``: large values are extreme (similarities); ``False``: small ones
+    (divergences). Its floor is ``1 / (1 + n_null)`` (see :func:`p_floor`); with no null draws
+    there is no p-value (ValueError), never a silent NaN.
+    """
+    null = np.asarray(null, dtype=float)
+    if null.size == 0:
+        raise ValueError("no null draws: a permutation p-value needs at least one")
+    if not np.isfinite(null).all() or not np.isfinite(observed):
+        raise ValueError("observed value or null draws hold NaN or inf")
+    extreme = (null >= observed) if greater else (null <= observed)
+    return float((1 + extreme.sum()) / (1 + null.size))
+
+
+def p_floor(n_null: int) -> float:
+    """The smallest p-value ``n_null`` permutation draws can give: ``1 / (1 + n_null)``."""
+    if n_null < 1:
+        raise ValueError(f"n_null must be >= 1, got {n_null}")
+    return 1.0 / (1 + n_null)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (same order as given), capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (p.size - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def multiway_bootstrap(table, statistic, by: Sequence[str], strata: Mapping | None = None,
+                       n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap a statistic by resampling the *units* (models) that the rows are made of.
+
+    ``table`` has one row per observation (e.g. one model pair); the columns ``by`` name the
+    units each row involves (``["model_a", "model_b"]``); all ``by`` columns share one pool of
+    units. Each draw resamples the units with replacement -- within each stratum of
+    ``strata`` (unit -> stratum, e.g. a model's size or family; default one stratum) -- and
+    weights every row by the product of its units' draw counts, so pairs that share a model
+    are never treated as independent (the multiway bootstrap of Owen 2007).
+    ``statistic(weights)`` gets the ``(len(table),)`` row weights of one draw (use
+    :func:`weighted_mean`); draws that leave no row are redrawn. Returns ``(n_boot,)`` values.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ValueError("multiway_bootstrap needs a non-empty DataFrame")
+    missing = [c for c in by if c not in table.columns]
+    if missing:
+        raise ValueError(f"unit columns {missing} not in the table ({list(table.columns)})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    units = sorted(set().union(*(set(table[c]) for c in by)), key=str)
+    strata = dict(strata or {})
+    unknown = [u for u in units if strata and u not in strata]
+    if unknown:
+        raise ValueError(f"units {unknown[:5]} have no stratum in strata")
+    groups: dict = {}
+    for i, u in enumerate(units):
+        groups.setdefault(strata.get(u, 0), []).append(i)
+    index = {u: i for i, u in enumerate(units)}
+    cols = [table[c].map(index).to_numpy() for c in by]
+    rng = np.random.default_rng([int(seed), 0xB007])
+    out = np.empty(n_boot)
+    k = 0
+    while k < n_boot:
+        counts = np.zeros(len(units))
+        for members in groups.values():
+            np.add.at(counts, rng.choice(members, len(members)), 1)
+        weight = np.ones(len(table))
+        for col in cols:
+            weight = weight * counts[col]
+        if weight.sum() == 0:
+            continue
+        out[k] = statistic(weight)
+        k += 1
+    return out
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """``sum(w v) / sum(w)`` over the rows in ``mask`` (NaN when their weights sum to 0)."""
+    v, w = np.asarray(values, float), np.asarray(weights, float)
+    if mask is not None:
+        v, w = v[mask], w[mask]
+    total = w.sum()
+    return float((w * v).sum() / total) if total > 0 else float("nan")
+
+
+def percentile_ci(boots: Sequence[float], ci: float = 0.95) -> tuple[float, float]:
+    """The central ``ci`` percentile interval of bootstrap draws."""
+    b = np.asarray(boots, dtype=float)
+    b = b[np.isfinite(b)]
+    if b.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - ci) / 2
+    return float(np.quantile(b, alpha)), float(np.quantile(b, 1 - alpha))
+
+
+def tost_bootstrap(estimate: float, boots: Sequence[float], margin: float,
+                   alpha: float = 0.05) -> dict[str, float | bool]:
+    """Two one-sided tests of equivalence ``|effect| < margin`` from bootstrap draws.
+
+    Equivalence is declared at level ``alpha`` when the ``1 - 2 alpha`` percentile interval
+    of the draws lies inside ``(-margin, margin)``. ``p_value`` is the larger of the two
+    one-sided bootstrap p-values ``P*(effect <= -margin)`` and ``P*(effect >= margin)``
+    (each floored at ``1 / (n_boot + 1)``). A CI that merely contains 0 is *not* equivalence.
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0, got {margin}")
+    b = np.asarray(boots, dtype=float)
+    if b.size < 2 or not np.isfinite(b).all():
+        raise ValueError("TOST needs at least two finite bootstrap draws")
+    low, high = percentile_ci(b, 1 - 2 * alpha)
+    p_low = (1 + np.sum(b <= -margin)) / (1 + b.size)
+    p_high = (1 + np.sum(b >= margin)) / (1 + b.size)
+    return {"estimate": float(estimate), "margin": float(margin), "ci90_low": low,
+            "ci90_high": high, "p_value": float(max(p_low, p_high)),
+            "equivalent": bool(-margin < low and high < margin)}
+
+
+def unigram_perplexity(train_ids: Sequence[int], eval_ids: Sequence[int],
+                       vocab_size: int) -> float:
+    """Perplexity of an add-one-smoothed unigram model fitted on ``train_ids`` and scored on
+    ``eval_ids`` (the baseline a language model must clearly beat to count as one)."""
+    train_ids, eval_ids = np.asarray(train_ids), np.asarray(eval_ids)
+    if train_ids.size == 0 or eval_ids.size == 0:
+        raise ValueError("unigram perplexity needs training and evaluation tokens")
+    if max(train_ids.max(), eval_ids.max()) >= vocab_size or min(train_ids.min(),
+                                                                  eval_ids.min()) < 0:
+        raise ValueError(f"token ids must lie in [0, {vocab_size})")
+    counts = np.bincount(train_ids, minlength=vocab_size) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(np.exp(-logp[eval_ids].mean()))
+
+
+def loso_fit_errors(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Leave-one-out RMSE of a straight line and of a saturating curve
+    ``y = c - a exp(-b (x - min x))`` (``a, b >= 0``) fitted to points ``(x, y)`` (e.g. the
+    size means of a resonance on log10 parameters). Needs >= 5 points, so that every fit of
+    the 3-parameter curve leaves it something to miss."""
+    from scipy.optimize import curve_fit
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 5 or x.size != y.size:
+        raise ValueError(f"need >= 5 paired points to compare held-out fits, got {x.size}")
+
+    err_lin, err_sat = [], []
+    for i in range(x.size):
+        keep = np.arange(x.size) != i
+        err_lin.append(np.polyval(np.polyfit(x[keep], y[keep], 1), x[i]) - y[i])
+        x0 = x[keep].min()
+        f = lambda z, c, a, b: c - a * np.exp(-b * (z - x0))  # noqa: E731
+        try:
+            p, _ = curve_fit(f, x[keep], y[keep], p0=(y.max(), np.ptp(y) + 1e-6, 1.0),
+                             bounds=([-np.inf, 0, 0], [np.inf, np.inf, 50]), maxfev=5000)
+            err_sat.append(f(x[i], *p) - y[i])
+        except RuntimeError:
+            err_sat.append(np.nan)
+    return (float(np.sqrt(np.mean(np.square(err_lin)))),
+            float(np.sqrt(np.nanmean(np.square(err_sat)))))
 
 
 def delete_d_jackknife_interval(value: float, replicates: Sequence[float], n: int, d: int,

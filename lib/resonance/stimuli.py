@@ -44,7 +44,7 @@ from . import data
 
 __all__ = [
     "Stimuli", "CONCEPTS", "SUPERSENSES", "TEMPLATES", "concept_candidates", "concept_stimuli",
-    "corpus_stimuli", "image_stimuli", "check_length",
+    "corpus_stimuli", "image_stimuli", "check_length", "concept_occurrences",
 ]
 
 # Noun lexicographer files (lexnames(5WN)): short name -> lex_filenum.
@@ -345,6 +345,56 @@ def corpus_stimuli(corpus: str = "kjv", n: int = 512, max_words: int = 32,
     idx = np.sort(rng.choice(len(snippets), size=n, replace=False))
     return Stimuli(f"corpus-{corpus}-{split}-{n}x{max_words}w-s{seed}",
                    [snippets[i] for i in idx], None, [""] * n, None)
+
+
+def concept_occurrences(n_per_concept: int = 30, max_per_word: int = 10,
+                        concepts: Sequence[str] = CONCEPTS, corpus: str = "kjv",
+                        split: str = "validation", seed: int = 0, max_words: int = 20) -> Stimuli:
+    """Concept words as running text shows them: each stimulus is a verse of ``corpus``'s
+    ``split`` (held out from training by default) cut right after one occurrence of a
+    candidate noun of a concept, written in lowercase after a space (``"... into your
+    servant's house"``), keeping at most ``max_words`` words up to and including it. The
+    word's representation is read at the text's last token.
+
+    Per concept, ``n_per_concept`` occurrences are drawn (seeded) with at most
+    ``max_per_word`` per word, so no single word dominates a concept; ``words`` holds the word
+    of each stimulus (the group for held-out-word decoding), ``info["n_words"]`` the number of
+    distinct words per concept. Raises ValueError naming the concept when the split has too
+    few occurrences.
+    """
+    concepts = tuple(concepts)
+    _check_concepts(concepts)
+    if n_per_concept < 1 or max_per_word < 1:
+        raise ValueError("n_per_concept and max_per_word must be positive")
+    verses = [ln for doc in data.corpus(corpus).split(split) for ln in doc.splitlines()
+              if ln.strip()]
+    table = _wordnet_candidates(data.WORDNET_DIR)
+    rng = np.random.default_rng([int(seed), 0x0CC])
+    found: dict[str, list[str]] = defaultdict(list)  # word -> verse prefixes ending in it
+    for verse in verses:
+        for m in re.finditer(r"(?<=[\w,;:]) ([a-z]+)\b", verse):
+            found[m.group(1)].append(" ".join(verse[:m.end()].split()[-max_words:]))
+    texts, labels, words, n_words = [], [], [], {}
+    for concept in concepts:
+        by_word = {c.word: found[c.word] for c in table.get(concept, ()) if c.word in found}
+        pool = []
+        for word in sorted(by_word):
+            occ = list(dict.fromkeys(by_word[word]))
+            keep = rng.permutation(len(occ))[:max_per_word]
+            pool += [(word, occ[i]) for i in sorted(keep)]
+        if len(pool) < n_per_concept:
+            raise ValueError(f"concept {concept!r} has only {len(pool)} occurrences (at most "
+                             f"{max_per_word} per word) in {corpus} {split}, fewer than "
+                             f"n_per_concept={n_per_concept}; lower n_per_concept or raise "
+                             "max_per_word")
+        picked = sorted(rng.choice(len(pool), size=n_per_concept, replace=False))
+        chosen = [pool[i] for i in picked]
+        n_words[concept] = len({w for w, _ in chosen})
+        texts += [t for _, t in chosen]
+        words += [w for w, _ in chosen]
+        labels += [concept] * n_per_concept
+    name = f"occurrences-{corpus}-{split}-{len(concepts)}x{n_per_concept}-w{max_per_word}-s{seed}"
+    return Stimuli(name, texts, None, labels, words, {"n_words": n_words})
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,13 +44,12 @@ for auxiliary objectives).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -67,7 +66,7 @@ from .seeding import numeric_environment, seed_everything
 
 __all__ = ["TrainConfig", "TrainedModel", "train", "load_checkpoint", "checkpoint_steps",
            "evaluate", "lr_at", "run_dir", "run_lock", "CorruptRunError", "NumericsChangedError",
-           "SYNTHETIC"]
+           "unigram_perplexity", "SYNTHETIC"]
 
 SYNTHETIC = "synthetic"
 HISTORY_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl"]
@@ -84,6 +83,9 @@ class TrainConfig:
     (steps) also evaluates at step 0 and at the last step. Checkpoints follow
     :func:`checkpoint_steps` with ``n_log_checkpoints`` and ``n_linear_checkpoints``.
     ``build_kwargs`` go to :func:`resonance.models.build` (e.g. ``{"dropout": 0.1}``).
+    ``decay_all_params=True`` applies ``weight_decay`` to every parameter, as
+    ``torch.optim.AdamW(model.parameters(), weight_decay=...)`` does; the default exempts 1-D
+    parameters (biases, LayerNorm gains).
     """
 
     family: str = "gpt2"
@@ -109,6 +111,7 @@ class TrainConfig:
     n_linear_checkpoints: int = 4
     seed: int = 0
     build_kwargs: tuple = ()
+    decay_all_params: bool = False
 
     def __post_init__(self) -> None:
         kw = self.build_kwargs
@@ -139,8 +142,10 @@ class TrainConfig:
 
     @property
     def key(self) -> str:
-        """12 hex digits of :func:`resonance.io.config_hash` over ``asdict(self)``."""
-        return config_hash(asdict(self))
+        """12 hex digits of :func:`resonance.io.config_hash` over ``asdict(self)``; fields
+        added later (``_LATER_FIELDS``) enter the hash only when set away from their default,
+        so the keys of existing runs do not change."""
+        return config_hash(_key_dict(self))
 
     @property
     def name(self) -> str:
@@ -148,6 +153,18 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict[str, Any]:
         return dict(self.build_kwargs)
+
+
+_LATER_FIELDS = ("decay_all_params",)
+
+
+def _key_dict(config: TrainConfig) -> dict[str, Any]:
+    d = asdict(config)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for name in _LATER_FIELDS:
+        if d[name] == defaults[name]:
+            del d[name]
+    return d
 
 
 @dataclass
@@ -314,11 +331,22 @@ def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int = 32) -> f
     return total / count
 
 
+def unigram_perplexity(config: TrainConfig) -> float:
+    """:func:`resonance.stats.unigram_perplexity` of ``config``'s training tokens, scored on
+    exactly the validation targets :func:`evaluate` scores: the capability floor a trained
+    model must beat by far before any comparison of models means much."""
+    from .stats import unigram_perplexity as unigram
+
+    tokenizer, train_np, val_np = _load_data(config)
+    targets = _val_windows(val_np, config)[:, 1:].reshape(-1).numpy()
+    return unigram(np.asarray(train_np, dtype=np.int64), targets, _vocab_size(config, tokenizer))
+
+
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            (decay if p.dim() >= 2 or config.decay_all_params else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, foreach=False)

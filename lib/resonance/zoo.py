@@ -43,11 +43,14 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .io import config_hash
+
+if TYPE_CHECKING:
+    import pandas
 
 MODALITIES = ("text", "vision")
 ZOO_EXTRA_HINT = ("run `make setup-zoo`, or `pip install -e .[zoo]` followed by `pip install "

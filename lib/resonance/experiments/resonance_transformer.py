@@ -1,20 +1,12 @@
 """04_resonance_transformer: reproduce the seed's "60 % smarter" runs at CPU scale, then control.
 
-Configurations (all trained the same way: the seed's AdamW 3e-4, weight decay 0.01, betas
+All configurations are trained the same way: the seed's AdamW 3e-4, weight decay 0.01, betas
 (0.9, 0.999), constant LR without warmup, clip 1.0, batches of 8 × 4 accumulated with the loss
-*not* divided by 4 -- ``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`):
+*not* divided by 4 (``loss_scale = accumulation``; see :mod:`resonance.resonance_transformer`).
 
-==================  =========================================================================
-``A_random_phase``  the Resonance Transformer, random phases (seed's model A)
-``B_rhyme_phase``   the same with rhyme-group phases (seed's model B)
-``B_shuffled``      B's groups (same tokens, same sizes) with members dealt at random
-``C_small_rhyme``   rhyme phases at 2/3 of A's width and depth (seed's model C)
-``standard_seed``   the seed's Standard: no phase, positions left at N(0, 1)
-``standard_fixed``  the Standard with positions at N(0, 0.02) like every other embedding
-``A_no_bias``       A with the attention bias off (w_h = 0, fixed)
-``A_no_blend``      A with the phase not added to the input (it still drives the bias)
-``standard_wide``   ``standard_fixed`` widened to A's parameter count
-==================  =========================================================================
+The nine configurations (``A_random_phase`` ... ``standard_wide``) are those described in
+:mod:`resonance.experiments.resonance_transformer_plateau`, which replaces this 64-update
+version once its paper profile has been run.
 
 Every configuration is trained with the same seeds; a seed fixes the data order, so
 comparisons are paired by seed. Effects are reported as the relative change in validation
@@ -26,8 +18,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import fields
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -39,6 +29,10 @@ from .. import resonance_transformer as rt
 from ..store import Bundle
 from ..train import TrainConfig, train
 from .common import profile_config
+# Shared with the plateau version of this experiment (resonance_transformer_plateau), which
+# replaces this module once its paper profile has been run.
+from .resonance_transformer_plateau import (_tokenizer_name, _train_all, _train_one,  # noqa: F401
+                                            model_shapes, rhyme_stats, wide_width)
 
 NAME = "04_resonance_transformer"
 _DEFAULTS = {f.name: f.default for f in fields(rt.ResonanceConfig)}
@@ -128,52 +122,6 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, workers: int
 # Configurations
 
 
-def _tokenizer_name(config: dict) -> str:
-    return config["tokenizer"] or config["corpus"]
-
-
-def wide_width(config: dict) -> int:
-    """The Standard width (a multiple of ``n_heads``) whose parameter count is nearest A's."""
-    V, L, h, ctx = config["vocab_size"], config["n_layers"], config["n_heads"], config["context"]
-    target = rt.meta_param_count(V, config["d_model"], L, h, ctx, phase=True,
-                                 n_frequencies=config["n_frequencies"])
-    best = min(range(config["d_model"], 2 * config["d_model"] + h, h),
-               key=lambda d: abs(rt.meta_param_count(V, d, L, h, ctx, phase=False) - target))
-    return best
-
-
-def model_shapes(config: dict) -> dict[str, dict[str, Any]]:
-    """``name -> {d_model, n_layers, n_heads, build_kwargs}`` for every configuration."""
-    d, L, h = config["d_model"], config["n_layers"], config["n_heads"]
-    base = {"dropout": config["dropout"], "n_frequencies": config["n_frequencies"],
-            "loss_scale": 1.0 if config["divide_by_accumulation"] else
-            float(config["accumulation"])}
-    rhyme = {"phase_init": "rhyme", "rhyme_tokenizer": _tokenizer_name(config)}
-    standard = {"phase": False}
-    shapes = {
-        "A_random_phase": (d, L, h, {}),
-        "B_rhyme_phase": (d, L, h, rhyme),
-        "B_shuffled": (d, L, h, {**rhyme, "phase_init": "shuffled_rhyme"}),
-        "C_small_rhyme": (config["small_d_model"], config["small_n_layers"],
-                          config["small_n_heads"], rhyme),
-        "standard_seed": (d, L, h, {**standard, "pos_init": "torch_default"}),
-        "standard_fixed": (d, L, h, standard),
-        "A_no_bias": (d, L, h, {"attn_bias": False}),
-        "A_no_blend": (d, L, h, {"blend": False}),
-        "standard_wide": (None, L, h, standard),
-    }
-    out = {}
-    for name in config["configs"]:
-        if name not in shapes:
-            raise ValueError(f"unknown configuration {name!r}; known: {list(shapes)}")
-        width, layers, heads, kw = shapes[name]
-        if width is None:
-            width = wide_width(config)
-        out[name] = {"d_model": width, "n_layers": layers, "n_heads": heads,
-                     "build_kwargs": {**base, **kw}}
-    return out
-
-
 def train_config(config: dict, name: str, seed: int) -> TrainConfig:
     shape = model_shapes(config)[name]
     return TrainConfig(
@@ -187,18 +135,6 @@ def train_config(config: dict, name: str, seed: int) -> TrainConfig:
         seed=seed, build_kwargs=shape["build_kwargs"])
 
 
-def _train_one(tc: TrainConfig):
-    """Train one run on one thread (a worker process's job); returns its history and info."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    trained = train(tc, progress=False, threads=1)
-    return trained.history, trained.info
-
-
-def _train_all(jobs: list[TrainConfig], workers: int) -> list:
-    if workers <= 1 or len(jobs) <= 1:
-        return [_train_one(tc) for tc in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_train_one, jobs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,14 +227,6 @@ def compute(config: dict, workers: int | None = None) -> tuple[dict[str, pd.Data
               "resonance_summary": resonance_summary}
     return tables, meta
 
-
-def rhyme_stats(config: dict) -> dict[str, Any]:
-    """How much of the vocabulary the rhyme init touches, and the init-time R statistics."""
-    groups = rt.tokenizer_rhyme_groups(_tokenizer_name(config), config["vocab_size"])
-    members = sum(len(g) for g in groups.values())
-    return {"rhyme_groups": len(groups), "rhyme_tokens": members,
-            "rhyme_share": members / config["vocab_size"],
-            "rhyme_multi_groups": sum(len(g) > 1 for g in groups.values())}
 
 
 def _load(config: dict, name: str, seed: int):

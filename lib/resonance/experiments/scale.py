@@ -1,308 +1,342 @@
 """01_scale: does resonance depend on model size, and do medium models resonate with large ones?
 
-A controlled family (the in-house GPT-2 ladder, width and depth scaled together, one corpus,
-tokenizer, budget and recipe, several seeds) and real pretrained ladders nobody here trained.
-Every pair is compared at its best-matching layer pair (with a null for the maximum) and along
-relative depth; seeds of one size give the noise ceiling and the layer-identification test.
+A controlled family (the in-house GPT-2 ladder: width scaled at fixed depth, one corpus,
+tokenizer, budget and recipe, five seeds per size) read where the models understand their
+input: concept nouns inside held-out KJV verses (the representation at the word's last token,
+as in running text) and every token of held-out verses. Seeds ``0 .. n_references-1`` of the
+largest size are the *references*; every size's other seeds are compared with them, so the
+noise ceiling (largest vs reference) never uses a reference twice over.
+
+Primary analysis, declared before the others: concept words x debiased linear CKA at the best
+layer pair; medium minus ceiling, equivalence by TOST within ``MARGIN``. Secondary: the other
+three cells (verse tokens; mutual 10-NN), Holm-adjusted; the size trend; H1 topology.
 """
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
 
-from .. import activations, metrics, stimuli, store, topology, zoo
+from .. import activations, metrics, stats, store, topology, zoo
 from ..seeding import seed_everything
-from ..stats import diff_ci, mean_ci
 from ..store import Bundle
-from .common import RECIPE, inhouse_model, long_diagrams, profile_config
+from .common import (PPL_GATE, RECIPE, decodability_rows, gate_table, inhouse_model,
+                     model_clouds, profile_config, random_init_twin, unigram_baseline,
+                     word_and_verse_stimuli)
 
-VERSION = 2  # bump when compute() changes its output
+VERSION = 3  # 3: word-in-verse and verse-token stimuli, gates, references split from ceiling
 NAME = "01_scale"
 MEASURES = ("cka_linear_debiased", "mutual_knn")
-IDENTIFICATION = {"cka_linear": {}, "cka_linear_debiased": {}, "mutual_knn": {},
-                  "svcca": {"keep": 10}, "rsa": {}}
+STIMULI = ("words", "tokens")
+PRIMARY = ("words", "cka_linear_debiased")
+KNN_K = 10         # mutual k-NN's k (the registry default)
+MARGIN = 0.05      # equivalence margin (CKA / mutual-k-NN units) for "as much as"
+ALPHA = 0.05
+N_BOOT = 1000
 SIZES = {
-    "smoke": {"ladder": [[16, 1], [32, 2], [64, 2]], "seeds": [0, 1], "n_per_concept": 10,
-              "n_corpus": 80, "n_null": 5, "n_local": 5, "reference": "minilm",
-              "ladders": {}},
-    "paper": {"ladder": [[16, 1], [32, 2], [64, 2], [128, 3], [192, 4]], "seeds": [0, 1, 2],
-              "n_per_concept": 20, "n_corpus": 200, "n_null": 20, "n_local": 20,
-              "reference": "minilm",
-              "ladders": {"encoders": ["minilm", "mpnet"],
-                          "decoders": ["smollm2-135m", "gemma3-270m"],
-                          "vision": ["efficientnet-lite0", "efficientnet-lite1",
-                                     "efficientnet-lite2"]}},
+    "smoke": {"ladder": [[16, 1], [32, 1], [32, 2]], "seeds": [0, 1, 2], "n_references": 1,
+              "n_per_concept": 10, "max_per_word": 10, "n_verses": 12, "n_tokens": 150,
+              "n_null": 19, "encoders": []},
+    "paper": {"ladder": [[32, 2], [64, 2], [96, 2], [128, 2]], "seeds": [0, 1, 2, 3, 4],
+              "n_references": 2, "n_per_concept": 30, "max_per_word": 10, "n_verses": 40,
+              "n_tokens": 500, "n_null": 99, "encoders": ["minilm", "mpnet"]},
 }
+SIZES["hub"] = SIZES["paper"]
 
 
 def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides: Any) -> Bundle:
     config = profile_config(SIZES, profile, seed, overrides, version=VERSION)
     config["recipe"] = RECIPE["smoke" if profile == "smoke" else "paper"]
+    if config["n_references"] >= len(config["seeds"]):
+        raise ValueError("n_references must leave at least one non-reference seed")
     return store.cached(NAME, profile, config, compute, force=force)
 
 
 # -- computation ---------------------------------------------------------------------------------
 
-def _stimulus_sets(config: dict) -> dict[str, stimuli.Stimuli]:
-    # Bare words: in template sentences, which template was drawn dominates every model's
-    # geometry (see 00_tour), not the concept.
-    return {"concepts": stimuli.concept_stimuli(config["n_per_concept"], form="word",
-                                                seed=config["seed"]),
-            "corpus": stimuli.corpus_stimuli("kjv", n=config["n_corpus"], seed=config["seed"])}
-
-
-def _train_family(config: dict, stims: dict) -> tuple[pd.DataFrame, dict]:
-    rows, layers = [], {}
-    for rung, (d_model, n_layers) in enumerate(config["ladder"]):
+def _family(config, words, verses):
+    rows, layers, gate_rows = [], {}, []
+    top = len(config["ladder"]) - 1
+    for rung, (d, L) in enumerate(config["ladder"]):
         for seed in config["seeds"]:
-            model, trained = inhouse_model("gpt2", d_model, n_layers, seed, config["recipe"])
-            final = trained.history.dropna(subset=["val_ppl"]).iloc[-1]
-            rows.append({"model": model.name, "rung": rung, "d_model": d_model,
-                         "n_layers": n_layers, "seed": seed, "params": model.n_params,
-                         "val_ppl": float(final["val_ppl"]), "val_loss": float(final["val_loss"])})
-            for name, stim in stims.items():
-                layers[model.name, name] = activations.extract(model, stim).layers
-    return pd.DataFrame(rows), layers
+            model, trained = inhouse_model("gpt2", d, L, seed, config["recipe"])
+            hist = trained.history.dropna(subset=["val_ppl"])
+            role = ("reference" if rung == top and seed in config["seeds"][:config["n_references"]]
+                    else "comparand")
+            rows.append({"model": model.name, "rung": rung, "d_model": d, "n_layers": L,
+                         "seed": seed, "params": model.n_params, "role": role,
+                         "val_ppl": float(hist["val_ppl"].iloc[-1]),
+                         "val_ppl_half": float(hist["val_ppl"].iloc[len(hist) // 2])})
+            layers[model.name] = model_clouds(model, words, verses, config["n_tokens"],
+                                              config["seed"])
+            gate_rows += decodability_rows(model.name, "trained", layers[model.name]["words"],
+                                           words, N_BOOT, config["seed"], rung=rung)
+            if seed == config["seeds"][0]:  # the random-init twin of this shape (step 0)
+                twin = random_init_twin(model, trained)
+                gate_rows += decodability_rows(
+                    twin.name, "random_init", activations.extract_last_word(twin, words).layers,
+                    words, N_BOOT, config["seed"], rung=rung)
+    return pd.DataFrame(rows), layers, pd.DataFrame(gate_rows)
 
 
-def _pairs(models: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(kind, model_a, model_b): every model against every largest model of another seed, and
-    every same-size seed pair (the noise ceiling)."""
-    top = models["rung"].max()
-    largest = models[models["rung"] == top]
-    pairs = []
-    for a in models.itertuples():
-        for b in largest.itertuples():
-            if a.seed != b.seed and not (a.rung == top and a.seed > b.seed):
-                pairs.append(("vs_largest", a.model, b.model))
-    for _, group in models.groupby("rung"):
-        for a, b in combinations(group["model"], 2):
-            pairs.append(("same_size", a, b))
-    return pairs
-
-
-def _pair_rows(config, models, layers, pairs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    info = models.set_index("model")
-    rows, trajectories = [], []
-    for offset, (kind, a, b) in enumerate(pairs):
-        for stim in ("concepts", "corpus"):
-            la, lb = layers[a, stim], layers[b, stim]
+def _pairs(config, models, layers) -> pd.DataFrame:
+    refs = models[models.role == "reference"]
+    comps = models[(models.role == "comparand") & ~models.seed.isin(refs.seed)]
+    rows = []
+    for i, (a, b) in enumerate((a, b) for a in comps.itertuples() for b in refs.itertuples()):
+        for stim in STIMULI:
             for measure in MEASURES:
-                best = metrics.best_layer_resonance(la, lb, measure, n_null=config["n_null"],
-                                                    seed=config["seed"] + offset)
-                last = metrics.similarity_matrix([la[-1]], [lb[-1]], measure)["value"].iloc[0]
-                rows.append({"kind": kind, "model_a": a, "model_b": b, "stimuli": stim,
-                             "rung_a": info.at[a, "rung"], "rung_b": info.at[b, "rung"],
-                             "params_a": info.at[a, "params"], "seed_a": info.at[a, "seed"],
-                             "last_layers": last, **best})
-                if kind == "vs_largest" and stim == "concepts":
-                    traj = metrics.depth_trajectory(metrics.similarity_matrix(la, lb, measure))
-                    trajectories.append(traj.assign(model_a=a, model_b=b, measure=measure,
-                                                    rung_a=info.at[a, "rung"]))
-    return pd.DataFrame(rows), pd.concat(trajectories, ignore_index=True)
-
-
-def _best_layer_clouds(layers, pairs_table):
-    """For each vs-largest pair: (row, X, Y) at its best debiased-CKA layer pair (concepts)."""
-    best = pairs_table.query("kind == 'vs_largest' and stimuli == 'concepts' "
-                             "and measure == 'cka_linear_debiased'")
-    for row in best.itertuples():
-        yield row, layers[row.model_a, "concepts"][row.layer_a], \
-            layers[row.model_b, "concepts"][row.layer_b]
-
-
-def _topological_rows(config, layers, pairs_table) -> pd.DataFrame:
-    """RTD at each vs-largest pair's best CKA layer pair (concept stimuli), with a shuffle null."""
-    rows = []
-    for i, (row, X, Y) in enumerate(_best_layer_clouds(layers, pairs_table)):
-        table = metrics.global_resonance(X, Y, ["rtd"], n_boot=0, n_null=max(2, config["n_null"] // 5),
-                                         seed=config["seed"] + i)
-        rows.append({"model_a": row.model_a, "model_b": row.model_b, "rung_a": row.rung_a,
-                     "params_a": row.params_a, "seed_a": row.seed_a,
-                     **table.iloc[0][["value", "null_mean", "null_low", "p_value"]].to_dict()})
+                # Mutual k-NN has a known chance level, k / (n - 1); CKA gets the grid-max null.
+                n_null = config["n_null"] if measure == "cka_linear_debiased" else 0
+                best = metrics.best_layer_resonance(layers[a.model][stim], layers[b.model][stim],
+                                                    measure, n_null=n_null, seed=config["seed"] + i)
+                if not n_null:
+                    best["null_high"] = KNN_K / (len(layers[a.model][stim][0]) - 1)
+                rows.append({"model_a": a.model, "model_b": b.model, "rung": a.rung,
+                             "params": a.params, "seed_a": a.seed, "seed_b": b.seed,
+                             "stimuli": stim, "n_null": n_null, **best})
     return pd.DataFrame(rows)
 
 
-def _identification(config, models, layers) -> pd.DataFrame:
+def _topology(config, models, layers, pairs) -> pd.DataFrame:
+    """H1 Wasserstein distance between each comparand's and each reference's verse-token cloud:
+    last layer with a Gaussian-cloud null of ``n_null`` draws, embeddings without one."""
+    n = config["n_tokens"]
+    dgm = {(m, layer): topology.h1_diagram(layers[m]["tokens"][layer])
+           for m in models.model for layer in (0, -1)}
+    width = dict(zip(models.model, models.d_model))
+    pool = {d: topology.gaussian_h1_diagrams(n, d, config["n_null"], seed=config["seed"])
+            for d in models.d_model.unique()}
     rows = []
-    for rung, group in models.groupby("rung"):
-        for a, b in combinations(group["model"], 2):
-            la, lb = layers[a, "concepts"], layers[b, "concepts"]
-            for measure, kwargs in IDENTIFICATION.items():
-                table = metrics.similarity_matrix(la, lb, measure, **kwargs)
-                rows.append({"rung": rung, "model_a": a, "model_b": b, "measure": measure,
-                             "accuracy": metrics.layer_identification(table)})
+    for a, b in pairs[["model_a", "model_b"]].drop_duplicates().itertuples(index=False):
+        for layer, name in ((0, "embeddings"), (-1, "last")):
+            da, db = dgm[a, layer], dgm[b, layer]
+            value = topology.diagram_distance(da, db)
+            null = ([0.5 * (topology.diagram_distance(da, gb) + topology.diagram_distance(ga, db))
+                     for ga, gb in zip(pool[width[a]], pool[width[b]])] if name == "last" else [])
+            rows.append({"model_a": a, "model_b": b, "layer": name,
+                         "rung": int(models.set_index("model").at[a, "rung"]), "value": value,
+                         "null_mean": float(np.mean(null)) if null else float("nan"),
+                         "p_value": stats.permutation_p(value, null, greater=False) if null
+                         else float("nan"), **{f"null_{k}": v for k, v in enumerate(null)}})
     return pd.DataFrame(rows)
 
 
-def _local(config, layers, pairs_table, labels) -> pd.DataFrame:
-    frames = []
-    for i, (row, X, Y) in enumerate(_best_layer_clouds(layers, pairs_table)):
-        local = metrics.local_resonance(X, Y, labels, ("cka_linear_debiased",),
-                                        n_boot=config["n_local"], n_null=config["n_local"],
-                                        seed=config["seed"] + i)
-        frames.append(local.assign(model_a=row.model_a, model_b=row.model_b, rung_a=row.rung_a))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _reference_rows(config, models, layers, stims) -> pd.DataFrame:
-    """Each in-house model against a real pretrained reference model (MiniLM)."""
-    reference = zoo.load(config["reference"])
-    ref_layers = activations.extract(reference, stims["concepts"]).layers
+def _pretrained(config, words) -> pd.DataFrame:
+    """Context, not a controlled test: a real pair of pretrained encoders of different size
+    (MiniLM 23M, MPNet 110M) on the same word stimuli, best layer pair, shuffled null."""
+    loaded = [zoo.load(n) for n in config["encoders"]]
+    acts = {m.name: activations.extract_last_word(m, words).layers for m in loaded}
     rows = []
-    for i, row in enumerate(models.itertuples()):
-        best = metrics.best_layer_resonance(layers[row.model, "concepts"], ref_layers,
-                                            "cka_linear_debiased", n_null=config["n_null"],
-                                            seed=config["seed"] + i)
-        rows.append({"model": row.model, "rung": row.rung, "params": row.params,
-                     "seed": row.seed, "reference": reference.name, **best})
-    return pd.DataFrame(rows)
-
-
-def _pretrained_rows(config, stims) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows, trajectories = [], []
-    images = stimuli.image_stimuli(n=10 * config["n_per_concept"], seed=config["seed"])
-    for ladder, names in config["ladders"].items():
-        loaded = [zoo.load(name) for name in names]
-        stim = images if loaded[0].modality == "vision" else stims["concepts"]
-        acts = {m.name: activations.extract(m, stim).layers for m in loaded}
-        for i, (a, b) in enumerate(combinations(loaded, 2)):
-            for measure in MEASURES:
-                best = metrics.best_layer_resonance(acts[a.name], acts[b.name], measure,
-                                                    n_null=config["n_null"], seed=config["seed"] + i)
-                rows.append({"ladder": ladder, "model_a": a.name, "model_b": b.name,
-                             "params_a": a.n_params, "params_b": b.n_params, **best})
-                table = metrics.similarity_matrix(acts[a.name], acts[b.name], measure)
-                trajectories.append(metrics.depth_trajectory(table).assign(
-                    ladder=ladder, model_a=a.name, model_b=b.name, measure=measure))
-    if not rows:
-        return pd.DataFrame(), pd.DataFrame()
-    return pd.DataFrame(rows), pd.concat(trajectories, ignore_index=True)
-
-
-def _examples(config, models, layers, stims) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Grids, diagrams and projections for the smallest, a middle and the largest size."""
-    seed0, seed1 = config["seeds"][0], config["seeds"][1]
-    rungs = sorted(models["rung"].unique())
-    picks = [rungs[0], rungs[len(rungs) // 2], rungs[-1]]
-    name = lambda rung, seed: models.query("rung == @rung and seed == @seed")["model"].iloc[0]  # noqa: E731
-    largest = name(rungs[-1], seed1)
-    grids, diagrams, projections = [], [], []
-    for rung in picks:
-        model = name(rung, seed0)
-        la = layers[model, "concepts"]
-        grids.append(metrics.similarity_matrix(la, layers[largest, "concepts"])
-                     .assign(model_a=model, model_b=largest, rung_a=rung))
-        diagrams += long_diagrams(topology.persistence(la[-1], maxdim=1, seed=config["seed"]),
-                                  model=model, rung=rung)
-        pcs = PCA(2, random_state=config["seed"]).fit_transform(la[-1])
-        projections.append(pd.DataFrame(pcs, columns=["pc1", "pc2"]).assign(
-            model=model, rung=rung, concept=stims["concepts"].labels))
-    return (pd.concat(grids, ignore_index=True), pd.DataFrame(diagrams),
-            pd.concat(projections, ignore_index=True))
+    for i, (a, b) in enumerate((a, b) for j, a in enumerate(loaded) for b in loaded[j + 1:]):
+        for measure in MEASURES:
+            n_null = config["n_null"] if measure == "cka_linear_debiased" else 0
+            best = metrics.best_layer_resonance(acts[a.name], acts[b.name], measure,
+                                                n_null=n_null, seed=config["seed"] + i)
+            rows.append({"model_a": a.name, "model_b": b.name, "params_a": a.n_params,
+                         "params_b": b.n_params, **best})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "params_a", "params_b", "measure",
+                                       "value", "layer_a", "layer_b", "null_high", "p_value"])
 
 
 def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     seed_everything(config["seed"])
-    stims = _stimulus_sets(config)
-    models, layers = _train_family(config, stims)
-    pair_table, trajectories = _pair_rows(config, models, layers, _pairs(models))
-    tables = {
-        "models": models, "pairs": pair_table, "trajectories": trajectories,
-        "rtd": _topological_rows(config, layers, pair_table),
-        "identification": _identification(config, models, layers),
-        "local": _local(config, layers, pair_table, stims["concepts"].labels),
-        "reference": _reference_rows(config, models, layers, stims),
-    }
-    tables["pretrained"], tables["pretrained_trajectories"] = _pretrained_rows(config, stims)
-    tables["grids"], tables["diagrams"], tables["projection"] = _examples(config, models, layers,
-                                                                          stims)
-    tables["by_size"], trend, verdict = summarise(tables)
-    tables["trend"] = trend
-    return tables, verdict
+    words, verses = word_and_verse_stimuli(config)
+    models, layers, gates = _family(config, words, verses)
+    models["unigram_ppl"] = unigram_baseline(config["recipe"])
+    pairs = _pairs(config, models, layers)
+    tables = {"models": models, "gates": gates, "pairs": pairs,
+              "topology": _topology(config, models, layers, pairs),
+              "pretrained": _pretrained(config, words)}
+    meta = summarise(tables)
+    meta["n_words_stimuli"], meta["n_distinct_words"] = len(words), len(set(words.words))
+    tables["cells"] = pd.DataFrame(meta.pop("cells"))
+    tables["by_size"] = pd.DataFrame(meta.pop("by_size"))
+    meta["verdict"] = verdict(meta)
+    return tables, meta
 
 
 # -- summaries ---------------------------------------------------------------------------------
 
-def summarise(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Per-size means with seed CIs, the fitted trend, and the verdict on the seed's claim."""
-    pairs = tables["pairs"].query("kind == 'vs_largest'")
-    models = tables["models"]
-    top = models["rung"].max()
-    rows = []
-    for (stim, measure, rung), group in pairs.groupby(["stimuli", "measure", "rung_a"]):
-        per_seed = group.groupby("seed_a")["value"].mean()  # one number per seed of the smaller model
-        mean, low, high = mean_ci(per_seed.to_numpy())
-        sizes = models[models["rung"] == rung]
-        rows.append({"stimuli": stim, "measure": measure, "rung": rung,
-                     "params": float(sizes["params"].mean()), "value": mean, "ci_low": low,
-                     "ci_high": high, "null_high": float(group["null_high"].mean()),
-                     "val_ppl": float(sizes["val_ppl"].mean())})
-    by_size = pd.DataFrame(rows)
+def _rung_stat(t: pd.DataFrame, rung_a: int, rung_b: int):
+    """Mean value of rung ``rung_a`` minus that of ``rung_b`` in ``t``: the estimate and the
+    weighted version a multiway bootstrap calls."""
+    v, r = t["value"].to_numpy(float), t["rung"].to_numpy()
+    a, b = r == rung_a, r == rung_b
 
-    trend_rows = []
-    for (stim, measure), group in pairs.groupby(["stimuli", "measure"]):
-        x = np.log10(group["params_a"].to_numpy(float))
-        y = group["value"].to_numpy(float)
-        linear, quadratic = _loso_error(group, 1), _loso_error(group, 2)
-        coef = np.polyfit(x, y, 2)
-        trend_rows.append({"stimuli": stim, "measure": measure, "quad": coef[0], "lin": coef[1],
-                           "const": coef[2], "loso_rmse_linear": linear,
-                           "loso_rmse_quadratic": quadratic})
-    trend = pd.DataFrame(trend_rows)
+    def stat(w: np.ndarray) -> float:
+        return stats.weighted_mean(v, w, a) - stats.weighted_mean(v, w, b)
+    return stat(np.ones(len(t))), stat
 
-    main = pairs.query("stimuli == 'concepts' and measure == 'cka_linear_debiased'")
-    rungs = sorted(main["rung_a"].unique())
-    medium = rungs[len(rungs) // 2]
-    ceiling = main[main["rung_a"] == top]["value"].to_numpy()
-    mid = main[main["rung_a"] == medium].groupby("seed_a")["value"].mean().to_numpy()
-    diff, low, high = diff_ci(mid, ceiling)
-    main_trend = trend.query("stimuli == 'concepts' and measure == 'cka_linear_debiased'").iloc[0]
-    ident = tables["identification"].groupby("measure")["accuracy"].mean()
-    small = by_size.query("stimuli == 'concepts' and measure == 'cka_linear_debiased'")
-    verdict = {
-        "n_sizes": len(rungs), "n_seeds": int(models["seed"].nunique()),
-        "params_min": float(models["params"].min()), "params_max": float(models["params"].max()),
-        "param_span": float(models["params"].max() / models["params"].min()),
-        "ceiling": float(ceiling.mean()), "medium_rung": int(medium),
-        "medium_params": float(models[models["rung"] == medium]["params"].mean()),
-        "medium_value": float(mid.mean()), "medium_minus_ceiling": diff,
-        "medium_minus_ceiling_low": low, "medium_minus_ceiling_high": high,
-        "smallest_value": float(small.sort_values("rung")["value"].iloc[0]),
-        "nonlinear_preferred": bool(main_trend["loso_rmse_quadratic"] < main_trend["loso_rmse_linear"]),
-        "loso_rmse_linear": float(main_trend["loso_rmse_linear"]),
-        "loso_rmse_quadratic": float(main_trend["loso_rmse_quadratic"]),
-        **{f"identification_{m}": float(v) for m, v in ident.items()},
-        "ppl_smallest": float(small.sort_values("rung")["val_ppl"].iloc[0]),
-        "ppl_largest": float(small.sort_values("rung")["val_ppl"].iloc[-1]),
+
+def _mean_ci(t: pd.DataFrame, strata) -> tuple[float, float]:
+    v = t["value"].to_numpy(float)
+    return stats.percentile_ci(stats.multiway_bootstrap(
+        t, lambda w: stats.weighted_mean(v, w), ["model_a", "model_b"], strata, N_BOOT))
+
+
+def summarise(tables: dict[str, pd.DataFrame]) -> dict:
+    """Every number the notebook and paper quote: gates, the four cells (primary first), the
+    size trend, topology, pretrained context."""
+    models, pairs = tables["models"], tables["pairs"]
+    gates = gate_table(models, tables["gates"], "rung")
+    rungs = sorted(models.rung.unique())
+    top, medium, smallest = rungs[-1], rungs[len(rungs) // 2], rungs[0]
+    rung_ok = gates.groupby("rung").agg(ppl=("ppl_gate", "all"), concept=("concept_gate", "all"))
+    strata = dict(zip(models.model, models.rung.astype(str) + models.role))
+    cells, by_size = [], []
+    for stim in STIMULI:
+        for measure in MEASURES:
+            t = pairs[(pairs.stimuli == stim) & (pairs.measure == measure)]
+            for rung in rungs:
+                v = t[t.rung == rung]
+                by_size.append({"stimuli": stim, "measure": measure, "rung": int(rung),
+                                "params": float(v.params.mean()), "value": float(v.value.mean()),
+                                **dict(zip(("ci_low", "ci_high"), _mean_ci(v, strata))),
+                                "null_high": float(v.null_high.mean()),
+                                "max_p": float(v.p_value.max())})
+            mc = t[t.rung.isin([medium, top])]
+            est, stat = _rung_stat(mc, medium, top)
+            boots = stats.multiway_bootstrap(mc, stat, ["model_a", "model_b"], strata, N_BOOT)
+            tost = stats.tost_bootstrap(est, boots, MARGIN, ALPHA)
+            gate = bool(rung_ok.loc[[medium, top], "ppl"].all()
+                        and (stim != "words" or rung_ok.loc[[medium, top], "concept"].all()))
+            slope = _slope(t, rungs, strata)
+            cells.append({"stimuli": stim, "measure": measure, "primary": (stim, measure) == PRIMARY,
+                          "medium_minus_ceiling": est,
+                          **dict(zip(("ci_low", "ci_high"), stats.percentile_ci(boots))),
+                          "tost_p": tost["p_value"], "equivalent": tost["equivalent"],
+                          "gates_pass": gate, **slope})
+    holm = stats.holm([c["tost_p"] for c in cells])
+    for c, p in zip(cells, holm):
+        c["tost_p_holm"] = float(p)
+    prim = next(c for c in cells if c["primary"])
+    size = pd.DataFrame(by_size)
+    ps = size[(size.stimuli == PRIMARY[0]) & (size.measure == PRIMARY[1])].set_index("rung")
+    meta: dict[str, Any] = {
+        "n_sizes": len(rungs), "n_seeds": int(models.seed.nunique()),
+        "n_references": int((models.role == "reference").sum()),
+        "params_min": float(models.params.min()), "params_max": float(models.params.max()),
+        "param_span": float(models.params.max() / models.params.min()),
+        "medium_rung": int(medium), "medium_params": float(ps.at[medium, "params"]),
+        "unigram_ppl": float(models.unigram_ppl.iloc[0]),
+        "margin": MARGIN, "ppl_gate": PPL_GATE, "alpha": ALPHA, "n_cells": len(cells),
+        "n_null": int(pairs.n_null.max()), "p_floor": stats.p_floor(int(pairs.n_null.max())),
+        "pairs_max_p": float(pairs.p_value.max()),
+        "knn_chance": float(pairs[pairs.measure == "mutual_knn"].null_high.max()),
+        "primary_value_medium": float(ps.at[medium, "value"]),
+        "primary_value_smallest": float(ps.at[smallest, "value"]),
+        "primary_ceiling": float(ps.at[top, "value"]),
+        **{f"primary_{k}": v for k, v in prim.items() if k not in ("stimuli", "measure", "primary")},
+        "cells": cells, "by_size": by_size,
+        "n_cells_equivalent": int(sum(c["equivalent"] and c["tost_p_holm"] < ALPHA for c in cells)),
+        "n_cells_below": int(sum(c["ci_high"] < 0 for c in cells)),
     }
-    as_much = high >= 0 if not np.isnan(high) else None
-    verdict["medium_matches_ceiling"] = as_much
-    verdict["headline"] = (
-        f"GPT-2 ladder, {verdict['param_span']:.0f}× params: debiased CKA with the largest model "
-        f"{verdict['smallest_value']:.2f} (smallest), {verdict['medium_value']:.2f} (medium), "
-        f"{verdict['ceiling']:.2f} (seed ceiling); medium − ceiling {diff:+.2f} {_interval(low, high)}"
-    )
-    return by_size, trend, verdict
+    for rung in rungs:
+        g = gates[gates.rung == rung]
+        meta[f"ppl_rung{rung}"] = float(g.val_ppl.mean())
+        meta[f"ppl_ratio_rung{rung}"] = float(g.ppl_ratio.mean())
+        meta[f"concept_acc_rung{rung}"] = float(g.accuracy.mean())
+        meta[f"twin_acc_rung{rung}"] = float(g.twin_accuracy.iloc[0])
+        meta[f"gate_ppl_rung{rung}"] = bool(rung_ok.at[rung, "ppl"])
+        meta[f"gate_concept_rung{rung}"] = bool(rung_ok.at[rung, "concept"])
+    meta["concept_chance"] = float(gates.chance.iloc[0])
+    meta.update(_topology_summary(tables["topology"], medium, top, strata))
+    meta.update(_nonlinearity(pairs, rungs, strata))
+    meta["headline"] = (
+        f"GPT-2 ladder {meta['param_span']:.0f}× params, {meta['n_seeds']} seeds; concept words "
+        f"in held-out verses, debiased CKA with the references: medium − ceiling "
+        f"{prim['medium_minus_ceiling']:+.2f} [{prim['ci_low']:+.2f}, {prim['ci_high']:+.2f}], "
+        f"TOST ±{MARGIN} p={prim['tost_p_holm']:.2f} (Holm, 4 cells); "
+        f"{meta['n_cells_below']}/4 cells below the ceiling")
+    return meta
 
 
-def _interval(low: float, high: float) -> str:
-    return "(one seed: no CI)" if np.isnan(low) else f"[{low:+.2f}, {high:+.2f}]"
+def _slope(t: pd.DataFrame, rungs, strata) -> dict:
+    """Largest minus smallest comparand rung (does resonance grow with size?), multiway CI."""
+    sub = t[t.rung.isin([rungs[0], rungs[-1]])]
+    est, stat = _rung_stat(sub, rungs[-1], rungs[0])
+    low, high = stats.percentile_ci(stats.multiway_bootstrap(sub, stat, ["model_a", "model_b"],
+                                                             strata, N_BOOT))
+    return {"top_minus_smallest": est, "tms_ci_low": low, "tms_ci_high": high}
 
 
-def _loso_error(group: pd.DataFrame, degree: int) -> float:
-    """Leave-one-size-out RMSE of a polynomial fit of value on log10(params)."""
-    errors = []
-    for rung in group["rung_a"].unique():
-        train, test = group[group["rung_a"] != rung], group[group["rung_a"] == rung]
-        if train["rung_a"].nunique() <= degree:
-            return float("nan")
-        coef = np.polyfit(np.log10(train["params_a"].to_numpy(float)), train["value"], degree)
-        pred = np.polyval(coef, np.log10(test["params_a"].to_numpy(float)))
-        errors.append((pred - test["value"].to_numpy()) ** 2)
-    return float(np.sqrt(np.concatenate(errors).mean()))
+def _nonlinearity(pairs: pd.DataFrame, rungs, strata) -> dict:
+    """Saturating (3 parameters) vs straight line in log-params, leave-one-size-out RMSE on the
+    size means, with a multiway-bootstrap CI on (line - saturating). With fewer than five sizes
+    a 3-parameter curve through the remaining sizes is exact, so the claim is undecidable."""
+    t = pairs[(pairs.stimuli == PRIMARY[0]) & (pairs.measure == PRIMARY[1])]
+    if len(rungs) < 5:
+        return {"nonlinear_decidable": False, "loso_rmse_linear": None,
+                "loso_rmse_saturating": None, "loso_diff_ci_low": None, "loso_diff_ci_high": None}
+
+    v, r = t["value"].to_numpy(float), t["rung"].to_numpy()
+    x = np.log10(t.groupby("rung")["params"].mean().loc[rungs].to_numpy(float))
+
+    def diff(w):
+        lin, sat = stats.loso_fit_errors(x, [stats.weighted_mean(v, w, r == k) for k in rungs])
+        return lin - sat
+    lin, sat = stats.loso_fit_errors(x, [v[r == k].mean() for k in rungs])
+    low, high = stats.percentile_ci(stats.multiway_bootstrap(t, diff, ["model_a", "model_b"],
+                                                             strata, 200))
+    return {"nonlinear_decidable": True, "loso_rmse_linear": lin, "loso_rmse_saturating": sat,
+            "loso_diff_ci_low": low, "loso_diff_ci_high": high}
+
+
+def _topology_summary(topo: pd.DataFrame, medium, top, strata) -> dict:
+    out = {}
+    null_cols = [c for c in topo.columns if c.startswith("null_") and c[5:].isdigit()]
+    for layer in ("last", "embeddings"):
+        t = topo[topo.layer == layer]
+        for rung, g in t.groupby("rung"):
+            obs = g.value.mean()
+            out[f"topo_{layer}_rung{rung}"] = float(obs)
+            if layer == "last":
+                null = g[null_cols].mean(0).to_numpy()
+                out[f"topo_{layer}_null_rung{rung}"] = float(null.mean())
+                out[f"topo_{layer}_p_rung{rung}"] = stats.permutation_p(obs, null, greater=False)
+        mc = t[t.rung.isin([medium, top])]
+        est, stat = _rung_stat(mc, medium, top)
+        boots = stats.multiway_bootstrap(mc, stat, ["model_a", "model_b"], strata, N_BOOT)
+        out[f"topo_{layer}_medium_minus_ceiling"] = est
+        out[f"topo_{layer}_mmc_ci_low"], out[f"topo_{layer}_mmc_ci_high"] = stats.percentile_ci(boots)
+    return out
+
+
+def verdict(meta: dict) -> str:
+    """The seed's claim, judged on the primary cell; the other cells and topology stated."""
+    m = meta
+    if not all(m[f"gate_{g}_rung{r}"] for g in ("ppl", "concept")
+               for r in (m["medium_rung"], m["n_sizes"] - 1)):
+        head = ("untestable: the medium or largest size fails a capability gate (perplexity or "
+                "concept decodability), so concept-level resonance cannot be read")
+    elif m["primary_equivalent"] and m["primary_tost_p_holm"] < m["alpha"]:
+        head = (f"supported: medium resonates with the references as much as the ceiling "
+                f"(within ±{m['margin']}, TOST Holm p={m['primary_tost_p_holm']:.3f})")
+    elif m["primary_ci_high"] < 0:
+        head = (f"refuted: medium resonates less than the ceiling by "
+                f"{-m['primary_medium_minus_ceiling']:.2f} [{-m['primary_ci_high']:.2f}, "
+                f"{-m['primary_ci_low']:.2f}]")
+    else:
+        head = (f"inconclusive: medium − ceiling {m['primary_medium_minus_ceiling']:+.2f} "
+                f"[{m['primary_ci_low']:+.2f}, {m['primary_ci_high']:+.2f}] is neither below 0 "
+                f"nor within ±{m['margin']}")
+    mid, top = m["medium_rung"], m["n_sizes"] - 1
+    topo = (f"topology (H1 distance to the references, last layer): medium "
+            f"{m['topo_last_rung%d' % mid]:.2f} vs ceiling {m['topo_last_rung%d' % top]:.2f}, "
+            f"difference {m['topo_last_medium_minus_ceiling']:+.2f} "
+            f"[{m['topo_last_mmc_ci_low']:+.2f}, {m['topo_last_mmc_ci_high']:+.2f}]; Gaussian "
+            f"null {m['topo_last_null_rung%d' % top]:.2f} (p={m['topo_last_p_rung%d' % top]:.2f} "
+            "for the ceiling)")
+    if not m["nonlinear_decidable"]:
+        shape = f"nonlinearity: undecidable with {m['n_sizes']} sizes (five needed)"
+    else:
+        better = ("the saturating fit predicts held-out sizes better"
+                  if m["loso_diff_ci_low"] > 0 else "no better than a line"
+                  if m["loso_diff_ci_high"] > 0 else "a line predicts held-out sizes better")
+        shape = (f"nonlinearity: held-out RMSE line {m['loso_rmse_linear']:.3f} vs saturating "
+                 f"{m['loso_rmse_saturating']:.3f}, {better}")
+    return (f"{head}. {m['n_cells_below']} of {m['n_cells']} cells lie below the ceiling, "
+            f"{m['n_cells_equivalent']} are equivalent to it. {topo}. {shape}.")

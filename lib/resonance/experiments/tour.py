@@ -1,31 +1,57 @@
-"""00_tour: every measure once, on two real pretrained models and the concept stimuli."""
+"""00_tour: the three resonance metrics (global, local, dynamic) once each, with their nulls,
+on two pretrained sentence encoders and 200 bare concept words.
+
+Tables (all tidy): ``layers`` (layer x layer debiased CKA), ``layer_map`` (the best monotone
+map of A's layers onto B's), ``best_layer`` (the best pair against a null for the maximum),
+``once`` (every measure once), ``global`` (CKA and mutual k-NN, then the pairing-free H1
+diagram distance, each with a jackknife interval and its null), ``topology`` (the diagram
+distance under other homology dimensions, filtrations and layers, with the symmetric Gaussian
+null of :func:`resonance.topology.topological_resonance`), ``local`` (per concept),
+``positions`` (resonance per token position of WordNet glosses, at the embeddings and at the
+chosen layers, with a shuffled-pair null per position), ``diagrams`` (H0/H1 of A, B and a
+Gaussian cloud of B's shape, on the scale the diagram distance compares), ``projection``,
+``mapper_membership``/``mapper_links`` (both models) and ``template_control``.
+
+``summarise(tables, config) -> meta`` holds every number the notebook and the paper quote;
+``verdict(meta) -> str`` says what they mean.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
+from sklearn.metrics import pairwise_distances
 
-from .. import activations, metrics, similarity, stimuli, store, topology, zoo
+from .. import activations, metrics, positions, similarity, stimuli, store, topology, zoo
 from ..seeding import seed_everything
+from ..stats import gaussian_like
 from ..store import Bundle
 from .common import long_diagrams, profile_config
 
-VERSION = 2  # bump when compute() changes its output
+VERSION = 3  # bump when compute() changes its output
 NAME = "00_tour"
 SIZES = {
     # smoke: only what `make test` installs (MiniLM); compares MiniLM's middle and last layers.
     "smoke": {"model_a": "minilm", "model_b": "minilm", "layer_a": 3, "layer_b": -1,
-              "n_per_concept": 10, "n_boot": 20, "n_null": 20, "n_topo": 3},
+              # (fewer null draws than the >= 99 of any p-value a reader sees: CI only)
+              "n_per_concept": 10, "n_boot": 20, "n_null": 49, "n_topo_boot": 5,
+              "n_topo_null": 19, "n_layer_null": 19, "n_texts": 48, "max_words": 10,
+              "min_tokens": 24},
     "paper": {"model_a": "minilm", "model_b": "mpnet", "layer_a": -1, "layer_b": -1,
-              "n_per_concept": 20, "n_boot": 200, "n_null": 200, "n_topo": 20},
+              "n_per_concept": 20, "n_boot": 99, "n_null": 199, "n_topo_boot": 20,
+              "n_topo_null": 99, "n_layer_null": 99, "n_texts": 128, "max_words": 10,
+              "min_tokens": 64},
 }
 # Each measure once, with its settings (CCA needs far fewer kept dimensions than stimuli).
 ONCE = {"cka_linear": {}, "cka_linear_debiased": {}, "cka_rbf": {}, "mutual_knn": {}, "cknna": {},
         "svcca": {"keep": 10}, "pwcca": {"keep": 10}, "procrustes": {}, "rsa": {},
         "linear_predictivity": {}}
+GEOMETRIC = ("cka_linear_debiased", "mutual_knn")
+KNN_K = 10  # mutual_knn's default k
+CORPUS = "wordnet"  # token positions: WordNet glosses (varied, neutral definitions)
 
 
 def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides: Any) -> Bundle:
@@ -34,76 +60,148 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides:
 
 
 def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
-    seed_everything(config["seed"])
-    stims = stimuli.concept_stimuli(config["n_per_concept"], form="word", seed=config["seed"])
+    seed = config["seed"]
+    seed_everything(seed)
+    stims = stimuli.concept_stimuli(config["n_per_concept"], form="word", seed=seed)
     model_a, model_b = zoo.load(config["model_a"]), zoo.load(config["model_b"])
     acts_a = activations.extract(model_a, stims)
     acts_b = activations.extract(model_b, stims)
     X, Y = acts_a[config["layer_a"]], acts_b[config["layer_b"]]
     labels = list(stims.labels)
 
+    # Dynamic resonance along depth: every layer pair, the best map, the best pair vs its null.
     layer_table = metrics.similarity_matrix(acts_a.layers, acts_b.layers, "cka_linear_debiased")
+    layer_map = metrics.best_layer_map(layer_table)
+    best = metrics.best_layer_resonance(acts_a.layers, acts_b.layers, n_null=config["n_layer_null"],
+                                        seed=seed)
     once = pd.DataFrame([{"measure": m, "value": similarity.similarity(X, Y, m, **ONCE.get(m, {}))}
                          for m in ONCE])
-    geometric = metrics.global_resonance(
-        X, Y, ("cka_linear_debiased", "mutual_knn"), n_boot=config["n_boot"],
-        n_null=config["n_null"], seed=config["seed"])
-    topological = metrics.global_resonance(
-        X, Y, ("rtd", "persistence_distance"), n_boot=config["n_topo"], n_null=config["n_topo"],
-        seed=config["seed"])
+    # Global resonance.
+    geometric = metrics.global_resonance(X, Y, GEOMETRIC, n_boot=config["n_boot"],
+                                         n_null=config["n_null"], seed=seed)
+    topological = metrics.global_resonance(X, Y, ("persistence_distance",),
+                                           n_boot=config["n_topo_boot"],
+                                           n_null=config["n_topo_null"], seed=seed)
+    topo = topology_variants(acts_a, acts_b, config, (best["layer_a"], best["layer_b"]))
+    # Local resonance.
     local = metrics.local_resonance(X, Y, labels, ("cka_linear_debiased",),
-                                    n_boot=config["n_boot"], n_null=config["n_null"],
-                                    seed=config["seed"])
+                                    n_boot=config["n_boot"], n_null=config["n_null"], seed=seed)
+    # Dynamic resonance along token positions.
+    pos = positional_table(model_a, model_b, config)
+
     diagrams = pd.DataFrame(
-        long_diagrams(topology.persistence(X, maxdim=1, seed=config["seed"]), model="A")
-        + long_diagrams(topology.persistence(Y, maxdim=1, seed=config["seed"]), model="B"))
+        long_diagrams(topology.persistence(_unit_scale(X), maxdim=1, seed=seed), model="A")
+        + long_diagrams(topology.persistence(_unit_scale(Y), maxdim=1, seed=seed), model="B")
+        + long_diagrams(topology.persistence(
+            _unit_scale(gaussian_like(Y, np.random.default_rng(seed))), maxdim=1, seed=seed),
+            model="Gaussian"))
     projection = pd.concat([
-        pd.DataFrame(PCA(2, random_state=config["seed"]).fit_transform(Z), columns=["pc1", "pc2"])
+        pd.DataFrame(PCA(2, random_state=seed).fit_transform(Z), columns=["pc1", "pc2"])
         .assign(model=model, concept=labels, word=stims.words)
         for model, Z in (("A", X), ("B", Y))], ignore_index=True)
-    graph_a = topology.mapper_graph(X, seed=config["seed"])
-    graph_b = topology.mapper_graph(Y, seed=config["seed"])
-    membership = pd.DataFrame([{"node": node, "item": int(i)}
-                               for node, items in graph_a["nodes"].items() for i in items])
+    graphs = {"A": topology.mapper_graph(X, seed=seed), "B": topology.mapper_graph(Y, seed=seed)}
+    membership = pd.DataFrame([{"model": model, "node": node, "item": int(i)}
+                               for model, graph in graphs.items()
+                               for node, items in graph["nodes"].items() for i in items])
+    links = pd.DataFrame([{"model": model, "source": s, "target": t}
+                          for model, graph in graphs.items()
+                          for s, targets in graph["links"].items() for t in targets],
+                         columns=["model", "source", "target"])
+    mapper = pd.DataFrame([topology.compare_mapper(graphs["A"], graphs["B"], len(stims))])
 
-    controls = template_control(model_a, model_b, config)
-
-    result = pd.concat([geometric, topological], ignore_index=True)
-    cka = result.set_index("measure").loc["cka_linear_debiased"]
-    knn = result.set_index("measure").loc["mutual_knn"]
-    n = len(stims)
-    meta = {
-        "model_a": model_a.name, "model_b": model_b.name, "n_stimuli": n,
-        "cka": cka.value, "cka_ci_low": cka.ci_low, "cka_ci_high": cka.ci_high,
-        "cka_null_high": cka.null_high, "cka_p": cka.p_value,
-        "knn": knn.value, "knn_chance": 10 / (n - 1),
-        "sentence_cka": float(controls.query("form == 'sentence'")["models"].iloc[0]),
-        "sentence_template_cka_a": float(controls.query("form == 'sentence'")["a_template"].iloc[0]),
-        "sentence_concept_cka_a": float(controls.query("form == 'sentence'")["a_concept"].iloc[0]),
-        "word_concept_cka_a": float(controls.query("form == 'word'")["a_concept"].iloc[0]),
-        "best_local": local.sort_values("value").concept.iloc[-1],
-        "worst_local": local.sort_values("value").concept.iloc[0],
-        **{f"mapper_{k}": float(v) for k, v in topology.compare_mapper(graph_a, graph_b, n).items()},
-    }
-    meta["headline"] = (
-        f"{model_a.name} ↔ {model_b.name} on {n} concept words: debiased CKA "
-        f"{cka.value:.2f} [{cka.ci_low:.2f}, {cka.ci_high:.2f}] (shuffled-pair null ≤ "
-        f"{cka.null_high:.2f}); mutual 10-NN {knn.value:.2f} (chance {meta['knn_chance']:.2f})")
-    tables = {"layers": layer_table, "once": once, "global": result, "local": local,
-              "diagrams": diagrams, "projection": projection, "mapper_membership": membership,
-              "template_control": controls,
-              "mapper_links": pd.DataFrame([{"source": s, "target": t}
-                                            for s, targets in graph_a["links"].items()
-                                            for t in targets], columns=["source", "target"])}
+    tables = {"layers": layer_table, "layer_map": layer_map, "best_layer": pd.DataFrame([best]),
+              "once": once, "global": pd.concat([geometric, topological], ignore_index=True),
+              "topology": topo, "local": local, "positions": pos, "diagrams": diagrams,
+              "projection": projection, "mapper_membership": membership,
+              "mapper_links": links, "mapper_compare": mapper,
+              "template_control": template_control(model_a, model_b, config)}
+    meta = summarise(tables, {**config, "model_a": model_a.name, "model_b": model_b.name})
     return tables, meta
 
 
-def _one_hot(labels: list[str]) -> np.ndarray:
+def _unit_scale(Z: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+    """``Z`` divided by the ``quantile`` of its ``(n, n)`` distance matrix: the scale on which
+    the diagram distance compares clouds (so diagrams of different models share one axis)."""
+    return Z / np.quantile(pairwise_distances(Z), quantile)
+
+
+TOPOLOGY_VARIANTS = {
+    # name: (homology dimension, cloud metric, layers: "chosen" or "best")
+    "H1, cosine, chosen layers": (1, "cosine", "chosen"),
+    "H0, euclidean, chosen layers": (0, "euclidean", "chosen"),
+    "H1, euclidean, best-matching layers": (1, "euclidean", "best"),
+}
+
+
+def topology_variants(acts_a, acts_b, config: Mapping[str, Any],
+                      best: tuple[int, int]) -> pd.DataFrame:
+    """The pairing-free diagram distance (``global``'s ``persistence_distance``) under other
+    choices: H0 (clusters) instead of H1 (loops), cosine instead of Euclidean distances, the
+    best-matching layer pair ``best`` instead of the chosen layers; same Gaussian null."""
+    rows = []
+    for name, (dim, metric, which) in TOPOLOGY_VARIANTS.items():
+        la, lb = (config["layer_a"], config["layer_b"]) if which == "chosen" else best
+        table = metrics.global_resonance(
+            acts_a[la], acts_b[lb], ("persistence_distance",), n_boot=0,
+            n_null=config["n_topo_null"], seed=config["seed"],
+            measure_kwargs={"persistence_distance": {"dim": dim, "cloud_metric": metric}})
+        rows.append(table.drop(columns=["ci_low", "ci_high"]).assign(
+            variant=name, dim=dim, cloud_metric=metric, layer_a=la % len(acts_a),
+            layer_b=lb % len(acts_b)))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["variant", "dim", "cloud_metric", "layer_a", "layer_b"]
+               + [c for c in out.columns if c not in ("variant", "dim", "cloud_metric",
+                                                       "layer_a", "layer_b")]]
+
+
+def positional_table(model_a, model_b, config: Mapping[str, Any]) -> pd.DataFrame:
+    """Resonance per token position of ``n_texts`` WordNet glosses, at the embeddings (layer 0)
+    and at the chosen layers, each position against its shuffled-pair null."""
+    texts = stimuli.corpus_stimuli(CORPUS, n=config["n_texts"], max_words=config["max_words"],
+                                   seed=config["seed"])
+    pairs = {"embeddings": (0, 0), "chosen layers": (config["layer_a"], config["layer_b"])}
+    ids_a = sorted({la % (model_a.n_layers + 1) for la, _ in pairs.values()})
+    ids_b = sorted({lb % (model_b.n_layers + 1) for _, lb in pairs.values()})
+    tok_a = activations.extract(model_a, texts, layers=ids_a, pool="tokens")
+    tok_b = activations.extract(model_b, texts, layers=ids_b, pool="tokens")
+    rows_a, rows_b, pos = positions.aligned_tokens(tok_a, tok_b, model_a.tokenizer,
+                                                   model_b.tokenizer)
+    frames = []
+    for stage, (la, lb) in pairs.items():
+        table = positions.positional_trajectory(
+            tok_a[la][rows_a], tok_b[lb][rows_b], pos, n_null=config["n_null"],
+            min_items=config["min_tokens"], seed=config["seed"])
+        frames.append(table.assign(stage=stage, layer_a=la % (model_a.n_layers + 1),
+                                   layer_b=lb % (model_b.n_layers + 1),
+                                   aligned_texts=int(len(np.unique(tok_a.item[rows_a])))))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The template control
+
+
+def _one_hot(labels) -> np.ndarray:
     labels = np.asarray(labels)
     return (labels[:, None] == np.unique(labels)[None, :]).astype(float)
 
 
-def template_control(model_a, model_b, config: dict) -> pd.DataFrame:
+def control_row(X: np.ndarray, Y: np.ndarray, concepts, templates=None) -> dict[str, float]:
+    """Debiased CKA between the models (``X``, ``Y``: ``(n, d)``), and of each model with the
+    one-hot ``concepts`` labels and, when given, the one-hot ``templates`` labels (else NaN)."""
+    C = _one_hot(concepts)
+    row = {"models": similarity.cka(X, Y, debiased=True),
+           "a_concept": similarity.cka(C, X, debiased=True),
+           "b_concept": similarity.cka(C, Y, debiased=True),
+           "a_template": np.nan, "b_template": np.nan}
+    if templates is not None:
+        T = _one_hot(templates)
+        row["a_template"] = similarity.cka(T, X, debiased=True)
+        row["b_template"] = similarity.cka(T, Y, debiased=True)
+    return row
+
+
+def template_control(model_a, model_b, config: Mapping[str, Any]) -> pd.DataFrame:
     """A control: do the models agree on the *concepts*, or on the sentence template?
 
     The same words, bare and inside one of six template sentences. For each form: debiased CKA
@@ -115,16 +213,10 @@ def template_control(model_a, model_b, config: dict) -> pd.DataFrame:
         stims = stimuli.concept_stimuli(config["n_per_concept"], form=form, seed=config["seed"])
         X = activations.extract(model_a, stims)[config["layer_a"]]
         Y = activations.extract(model_b, stims)[config["layer_b"]]
-        concepts = _one_hot(stims.labels)
-        row = {"form": form, "models": similarity.cka(X, Y, debiased=True),
-               "a_concept": similarity.cka(concepts, X, debiased=True),
-               "b_concept": similarity.cka(concepts, Y, debiased=True),
-               "a_template": np.nan, "b_template": np.nan}
+        templates = None
         if form == "sentence":
-            templates = _one_hot([_template_of(text, word) for text, word in zip(stims.texts, stims.words)])
-            row["a_template"] = similarity.cka(templates, X, debiased=True)
-            row["b_template"] = similarity.cka(templates, Y, debiased=True)
-        rows.append(row)
+            templates = [_template_of(text, word) for text, word in zip(stims.texts, stims.words)]
+        rows.append({"form": form, **control_row(X, Y, stims.labels, templates)})
     return pd.DataFrame(rows)
 
 
@@ -135,14 +227,168 @@ def _template_of(text: str, word: str) -> str:
     raise ValueError(f"{text!r} matches no template of resonance.stimuli.TEMPLATES")
 
 
-def mapper_from_tables(bundle: Bundle) -> dict:
-    """Rebuild model A's Mapper graph (kmapper dict form) from the stored tables."""
-    nodes = {node: group["item"].tolist()
-             for node, group in bundle["mapper_membership"].groupby("node", sort=True)}
+# --------------------------------------------------------------------------------------------
+# Summary and verdict
+
+
+def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every number the notebook and the paper quote, from the tables (and the two model
+    names and the layer choice in ``config``)."""
+    glob = tables["global"].set_index("measure")
+    cka, knn, pd_ = (glob.loc[m] for m in ("cka_linear_debiased", "mutual_knn",
+                                           "persistence_distance"))
+    n = int(cka["n"])
+    local = tables["local"].sort_values("value")
+    best = tables["best_layer"].iloc[0]
+    layer_map = tables["layer_map"]
+    pos = tables["positions"]
+    topo = tables["topology"].set_index("variant")
+    control = tables["template_control"].set_index("form")
+    meta: dict[str, Any] = {
+        "model_a": config["model_a"], "model_b": config["model_b"], "n_stimuli": n,
+        "n_concepts": int(tables["local"]["concept"].nunique()),
+        "layer_a": int(config["layer_a"]), "layer_b": int(config["layer_b"]),
+        # global
+        "cka": cka["value"], "cka_ci_low": cka["ci_low"], "cka_ci_high": cka["ci_high"],
+        "cka_null_high": cka["null_high"], "cka_p": cka["p_value"],
+        "knn": knn["value"], "knn_ci_low": knn["ci_low"], "knn_ci_high": knn["ci_high"],
+        "knn_null_high": knn["null_high"], "knn_p": knn["p_value"],
+        "knn_chance": KNN_K / (n - 1),
+        "global_beyond_null": bool(cka["ci_low"] > cka["null_high"]
+                                   and knn["ci_low"] > knn["null_high"]),
+        # topology, pairing-free
+        "pd_value": pd_["value"], "pd_null_mean": pd_["null_mean"],
+        "pd_null_low": pd_["null_low"], "pd_null_high": pd_["null_high"], "pd_p": pd_["p_value"],
+        "pd_n_null": int(config["n_topo_null"]), "n_null": int(config["n_null"]),
+        # "beyond the null": past the null's central 95 % range on the more-alike side (for a
+        # distance, below null_low), which needs no minimum number of draws to be reachable
+        "topo_informative": bool(pd_["value"] < pd_["null_low"]),
+        # local
+        "best_local": local["concept"].iloc[-1], "worst_local": local["concept"].iloc[0],
+        "best_local_value": local["value"].iloc[-1], "worst_local_value": local["value"].iloc[0],
+        "local_beyond_null": int((local["ci_low"] > local["null_high"]).sum()),
+        "local_ranking_resolved": bool(local["ci_low"].iloc[-1] > local["ci_high"].iloc[0]),
+        # dynamic, depth
+        "best_layer_a": int(best["layer_a"]), "best_layer_b": int(best["layer_b"]),
+        "best_layer_value": best["value"], "best_layer_null_high": best["null_high"],
+        "best_layer_p": best["p_value"],
+        "best_layer_beyond_null": bool(best["value"] > best["null_high"]),
+        "chosen_layer_value": _chosen_value(tables["layers"], config),
+        "map_monotone_span": int(layer_map["layer_b"].iloc[-1] - layer_map["layer_b"].iloc[0]),
+        # dynamic, token positions
+        "positions_aligned_texts": int(pos["aligned_texts"].iloc[0]),
+    }
+    for stage, key in (("embeddings", "pos_embed"), ("chosen layers", "pos_chosen")):
+        part = pos[pos["stage"] == stage]
+        meta[f"{key}_n_positions"] = int(len(part))
+        meta[f"{key}_min"] = float(part["value"].min())
+        meta[f"{key}_max"] = float(part["value"].max())
+        meta[f"{key}_mean"] = float(part["value"].mean())
+        meta[f"{key}_beyond_null"] = int((part["value"] > part["null_high"]).sum())
+        meta[f"{key}_null_high"] = float(part["null_high"].max())
+    meta["pos_lexical_above_contextual"] = bool(meta["pos_embed_min"] > meta["pos_chosen_max"])
+    meta["pos_first"] = int(pos["position"].min())
+    meta["pos_last"] = int(pos["position"].max())
+    for name, key in (("H1, cosine, chosen layers", "topo_h1_cosine"),
+                      ("H0, euclidean, chosen layers", "topo_h0"),
+                      ("H1, euclidean, best-matching layers", "topo_h1_best")):
+        meta[f"{key}_value"] = topo.loc[name, "value"]
+        meta[f"{key}_null_mean"] = topo.loc[name, "null_mean"]
+        meta[f"{key}_p"] = topo.loc[name, "p_value"]
+    meta["topo_others"] = int(len(topo))
+    meta["topo_others_beyond_null"] = int((topo["value"] < topo["null_low"]).sum())
+    meta.update({
+        "sentence_cka": control.loc["sentence", "models"],
+        "sentence_template_cka_a": control.loc["sentence", "a_template"],
+        "sentence_concept_cka_a": control.loc["sentence", "a_concept"],
+        "word_concept_cka_a": control.loc["word", "a_concept"],
+        "template_dominates": bool(control.loc["sentence", "a_template"]
+                                   > control.loc["sentence", "a_concept"]),
+    })
+    if "mapper_compare" in tables:
+        meta.update({f"mapper_{k}": float(v)
+                     for k, v in tables["mapper_compare"].iloc[0].items()})
+    meta["headline"] = (
+        f"{meta['model_a']} ↔ {meta['model_b']} on {n} concept words: debiased CKA "
+        f"{meta['cka']:.2f} [{meta['cka_ci_low']:.2f}, {meta['cka_ci_high']:.2f}] "
+        f"(shuffled-pair null ≤ {meta['cka_null_high']:.2f}); mutual 10-NN {meta['knn']:.2f} "
+        f"(chance {meta['knn_chance']:.2f}); H1 diagram distance {meta['pd_value']:.2f} vs "
+        f"Gaussian null {meta['pd_null_mean']:.2f} (p = {meta['pd_p']:.2f})")
+    meta["verdict"] = verdict(meta)
+    return meta
+
+
+def _chosen_value(layers: pd.DataFrame, config: Mapping[str, Any]) -> float:
+    la = config["layer_a"] % layers["layer_a"].nunique()
+    lb = config["layer_b"] % layers["layer_b"].nunique()
+    return float(layers.loc[(layers["layer_a"] == la) & (layers["layer_b"] == lb), "value"].iloc[0])
+
+
+def _p(p: float) -> str:
+    return f"p = {p:.3f}" if p >= 0.001 else "p < 0.001"
+
+
+def verdict(meta: Mapping[str, Any]) -> str:
+    """What the tour's numbers say, one sentence per metric, worded by the data."""
+    a, b = meta["model_a"], meta["model_b"]
+    lines = []
+    if meta["global_beyond_null"]:
+        lines.append(
+            f"Global: {a} and {b} resonate — debiased CKA {meta['cka']:.2f} and mutual 10-NN "
+            f"{meta['knn']:.2f}, both intervals above their shuffled-pair nulls "
+            f"(≤ {meta['cka_null_high']:.2f} and ≤ {meta['knn_null_high']:.2f}).")
+    else:
+        lines.append(
+            f"Global: no resonance beyond shuffled pairs — debiased CKA {meta['cka']:.2f} "
+            f"[{meta['cka_ci_low']:.2f}, {meta['cka_ci_high']:.2f}] vs null ≤ "
+            f"{meta['cka_null_high']:.2f}; mutual 10-NN {meta['knn']:.2f} vs null ≤ "
+            f"{meta['knn_null_high']:.2f}.")
+    ranking = ("and the ranking is resolved" if meta["local_ranking_resolved"] else
+               "but the intervals of the most and least resonant overlap, so the ranking is "
+               "not resolved")
+    lines.append(
+        f"Local: {meta['local_beyond_null']} of {meta['n_concepts']} concepts resonate beyond "
+        f"their within-concept null (most: {meta['best_local']} {meta['best_local_value']:.2f}, "
+        f"least: {meta['worst_local']} {meta['worst_local_value']:.2f}), {ranking}.")
+    lines.append(
+        f"Dynamic, depth: the best layer pair is {a} {meta['best_layer_a']} ↔ {b} "
+        f"{meta['best_layer_b']} at {meta['best_layer_value']:.2f} (null for the maximum ≤ "
+        f"{meta['best_layer_null_high']:.2f}, {_p(meta['best_layer_p'])}); the chosen layers "
+        f"give {meta['chosen_layer_value']:.2f}.")
+    lines.append(
+        f"Dynamic, token positions: at the chosen layers {meta['pos_chosen_beyond_null']} of "
+        f"{meta['pos_chosen_n_positions']} positions resonate beyond their null (CKA "
+        f"{meta['pos_chosen_min']:.2f}–{meta['pos_chosen_max']:.2f}); the context-free "
+        f"embeddings give {meta['pos_embed_min']:.2f}–{meta['pos_embed_max']:.2f}"
+        + (", more at every position." if meta["pos_lexical_above_contextual"] else "."))
+    if meta["topo_informative"]:
+        lines.append(
+            f"Topology: the pairing-free H1 diagram distance ({meta['pd_value']:.2f}) is below "
+            f"its Gaussian null ({meta['pd_null_mean']:.2f}, {_p(meta['pd_p'])}); "
+            f"{meta['topo_others_beyond_null']} of {meta['topo_others']} other settings also are.")
+    else:
+        lines.append(
+            f"Topology: the pairing-free H1 diagram distance is not informative here — "
+            f"{meta['pd_value']:.2f} between the models against {meta['pd_null_mean']:.2f} "
+            f"between {a} and a structureless Gaussian cloud ({_p(meta['pd_p'])}); "
+            f"{meta['topo_others_beyond_null']} of {meta['topo_others']} other settings (H0, "
+            f"cosine distances, the best-matching layers) fall below their nulls.")
+    return "\n".join(lines)
+
+
+def mapper_from_tables(bundle: Bundle, model: str = "A") -> dict:
+    """Rebuild ``model``'s Mapper graph (kmapper dict form) from the stored tables."""
+    membership = bundle["mapper_membership"]
+    links_table = bundle["mapper_links"]
+    if "model" in membership:
+        membership = membership[membership["model"] == model]
+        links_table = links_table[links_table["model"] == model]
+    nodes = {node: group["item"].tolist() for node, group in membership.groupby("node", sort=True)}
     links: dict[str, list[str]] = {}
-    for source, target in bundle["mapper_links"].itertuples(index=False):
+    for source, target in links_table[["source", "target"]].itertuples(index=False):
         links.setdefault(source, []).append(target)
     return {"nodes": nodes, "links": links}
 
 
-__all__ = ["run", "compute", "mapper_from_tables", "SIZES", "NAME"]
+__all__ = ["run", "compute", "summarise", "verdict", "template_control", "control_row",
+           "mapper_from_tables", "topology_variants", "positional_table", "SIZES", "NAME"]

@@ -12,7 +12,8 @@ Modules:
 - :mod:`.distances` -- ``diagram_distance`` (persim), ``topological_resonance``,
   ``topological_null``;
 - :mod:`.rtd` -- Representation Topology Divergence (Barannikov et al. 2022);
-- :mod:`.mapper` -- Mapper graphs (kmapper): build, export, draw, summarise, compare.
+- :mod:`.mapper` -- Mapper graphs (kmapper): build, export, draw, summarise, compare;
+- :mod:`.features` -- scale normalisation, scale-only and topological features, Gaussian nulls.
 """
 
 from .distances import ResonanceResult, diagram_distance, topological_null, topological_resonance
@@ -20,6 +21,8 @@ from .mapper import compare_mapper, draw_mapper, mapper_graph, mapper_html, mapp
 from .persistence import betti_curve, persistence, subsample
 from .rtd import rtd, rtd_barcode
 from .summary import SUMMARY_FEATURES, persistence_summary, persistent_entropy, total_persistence
+from .features import (MAPPER_FEATURES, SCALE_FEATURES, gaussian_h1_diagrams, h1_diagram,
+                       mapper_purity, normalise_scale, scale_features, topo_features)
 
 __all__ = [
     "subsample", "persistence", "betti_curve",
@@ -27,4 +30,6 @@ __all__ = [
     "diagram_distance", "topological_resonance", "topological_null", "ResonanceResult",
     "rtd", "rtd_barcode",
     "mapper_graph", "mapper_html", "mapper_stats", "draw_mapper", "compare_mapper",
+    "normalise_scale", "scale_features", "mapper_purity", "topo_features", "h1_diagram",
+    "gaussian_h1_diagrams", "MAPPER_FEATURES", "SCALE_FEATURES",
 ]
