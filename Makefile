@@ -27,7 +27,8 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup setup-zoo apt test unit smoke nbval test-offline reproduce figures paper bench clean
+.PHONY: setup setup-zoo apt test unit smoke nbval test-offline reproduce check-clean figures paper \
+	bench lab clean
 
 setup: $(STAMP)
 
@@ -80,15 +81,34 @@ nbval: setup
 test-offline: setup
 	unshare -n sh -c 'ip link set lo up && $(MAKE) --no-print-directory unit smoke nbval'
 
-reproduce: setup-zoo
-	$(PY) -m resonance.notebooks --profile paper --in-place --force
+# Every committed result names the exact code that made it: reproduce refuses uncommitted
+# changes to tracked files (ALLOW_DIRTY=1 overrides, for development: provenance then says
+# +dirty) and pins the commit it checked, since the notebooks rewrite tracked outputs as they run.
+reproduce: check-clean setup-zoo
+	commit=$$(git rev-parse HEAD 2>/dev/null || echo unknown); \
+	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit=$$commit+dirty; fi; \
+	RESONANCE_GIT_COMMIT=$$commit $(PY) -m resonance.notebooks --profile paper --in-place --force
 	@$(MAKE) --no-print-directory paper
+
+check-clean:
+	@if [ -z "$(ALLOW_DIRTY)" ] && [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then \
+		echo "error: make reproduce needs a clean tree, so that every result's provenance names the" >&2; \
+		echo "exact code; commit or stash these changes, or run ALLOW_DIRTY=1 make reproduce:" >&2; \
+		git status --short --untracked-files=no >&2; \
+		exit 1; \
+	fi
 
 figures: setup
 	$(PY) -m resonance.notebooks --profile paper --in-place
 
 paper: setup
 	$(PY) -m resonance.paper
+
+# JupyterLab on the project's environment, through a kernel named `resonance` (registered for
+# this user; the notebooks' papermill/nbval runs keep using `python3`).
+lab: setup
+	$(PY) -m ipykernel install --user --name resonance --display-name "Python (resonance)" >/dev/null
+	cd notebooks && ../$(BIN)/jupyter lab
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

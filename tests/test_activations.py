@@ -178,3 +178,48 @@ def test_decoder_extraction_if_installed():
     assert len(alone.layers) == 31 and alone.layers[0].shape == (4, 576)
     for a, b in zip(alone.layers, padded.layers):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+# -- A friendly API (issue 11) -----------------------------------------------------------------
+
+
+def test_plain_lists_of_texts_with_optional_labels(minilm):
+    """extract(model, ["a dog runs", ...]) used to say "stimuli '' have no texts"."""
+    reference = extract(minilm, _texts(TEXTS[:3]), cache=False)
+    for plain in (TEXTS[:3], tuple(TEXTS[:3])):
+        acts = extract(minilm, plain, cache=False)
+        assert acts.n_items == 3 and acts.labels == ["", "", ""]
+        for a, b in zip(acts.layers, reference.layers):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    labelled = extract("minilm", TEXTS[:3], labels=["a", "b", "a"], cache=False)
+    assert labelled.labels == ["a", "b", "a"]
+    assert extract(minilm, "a dog runs", cache=False).n_items == 1
+    with pytest.raises(ValueError, match="3 texts but 2 labels"):
+        extract(minilm, TEXTS[:3], labels=["a", "b"], cache=False)
+    with pytest.raises(ValueError, match="carry their own"):
+        extract(minilm, _texts(), labels=["a"] * len(TEXTS), cache=False)
+    with pytest.raises(ValueError, match="got \\['int', 'str'\\]"):
+        extract(minilm, ["a dog", 3], cache=False)
+    with pytest.raises(TypeError, match="list of strings"):
+        extract(minilm, {"a": 1}, cache=False)
+
+
+def test_plain_image_array():
+    model = zoo.load("efficientnet-lite0")
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    acts = extract(model, images, labels=["x", "y", "z"], cache=False)
+    wrapped = extract(model, Stimuli("imgs", None, images, ["x", "y", "z"]), cache=False)
+    assert acts.labels == ["x", "y", "z"]
+    np.testing.assert_array_equal(acts[-1], wrapped[-1])
+    as_list = extract(model, list(images), cache=False)
+    np.testing.assert_array_equal(as_list[-1], wrapped[-1])
+
+
+def test_damaged_activation_cache_is_rebuilt(minilm):
+    first = extract(minilm, TEXTS[:2])
+    first.path.write_bytes(first.path.read_bytes()[:200])
+    with pytest.warns(RuntimeWarning, match="cannot be read.*recomputing"):
+        again = extract(minilm, TEXTS[:2])
+    np.testing.assert_array_equal(again[-1], first[-1])
+    assert Activations.load(first.path).n_items == 2

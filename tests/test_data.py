@@ -252,3 +252,30 @@ def test_check_length_with_the_kjv_tokenizer(kjv_tok):
     assert check_length(stimuli, kjv_tok, 64) == len(kjv_tok(stimuli.texts[1])["input_ids"])
     with pytest.raises(ValueError, match=r"item 1 with \d+ tokens"):
         check_length(stimuli, kjv_tok, 10)
+
+
+# ---------------------------------------------------------------------------- damaged caches
+
+
+def test_damaged_token_cache_is_rebuilt_with_a_warning(cache, kjv_tok):
+    stream = data.token_stream("kjv", "validation", kjv_tok)
+    path, = (cache / "tokens").glob("kjv-validation-*.npy")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    with pytest.warns(RuntimeWarning, match=rf"{re.escape(path.name)} cannot be read.*replacing"):
+        again = data.token_stream("kjv", "validation", kjv_tok)
+    np.testing.assert_array_equal(again, stream)
+    np.testing.assert_array_equal(np.load(path), stream)  # replaced by a good copy
+    np.save(path, np.zeros((2, 2)))
+    with pytest.warns(RuntimeWarning, match="not int32"):
+        np.testing.assert_array_equal(data.token_stream("kjv", "validation", kjv_tok), stream)
+
+
+def test_damaged_tokenizer_cache_names_the_file_and_the_fix(cache, kjv_tok, monkeypatch):
+    monkeypatch.setattr(paths, "CACHE", cache / "damaged")
+    path = cache / "damaged" / "tokenizers" / "kjv-bpe300.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"version": "1.0", "trunc')
+    with pytest.raises(data.CorruptCacheError, match=r"kjv-bpe300.json cannot be read.*delete it"):
+        data.tokenizer("kjv", 300)
+    path.unlink()
+    assert len(data.tokenizer("kjv", 300)) == 300

@@ -158,12 +158,30 @@ def test_wide_inputs_use_gram_form_with_same_value(debiased):
     assert S.cka(X, Y, debiased=debiased) == pytest.approx(expected, rel=1e-9)
 
 
-def test_rbf_gram_bandwidth_is_threshold_times_median_distance():
+def test_rbf_gram_bandwidth_is_kornblith_full_matrix_median_by_default():
+    X = gaussian(25, 4, 26)
+    sq = squareform(pdist(X, "sqeuclidean"))  # n x n, zero diagonal included
+    expected = np.exp(-sq / (2 * 0.7 ** 2 * np.median(sq)))
+    np.testing.assert_allclose(S.rbf_gram(X, threshold=0.7), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_rbf_gram_pairs_median_is_the_old_option():
     X = gaussian(25, 4, 26)
     distances = pdist(X)
     sigma = 0.7 * np.median(distances)
     expected = np.exp(-squareform(distances) ** 2 / (2 * sigma ** 2))
-    np.testing.assert_allclose(S.rbf_gram(X, threshold=0.7), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(S.rbf_gram(X, threshold=0.7, median_over="pairs"), expected,
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown median_over 'diag'"):
+        S.rbf_gram(X, median_over="diag")
+
+
+def test_rbf_cka_with_a_degenerate_bandwidth_raises_instead_of_returning_one():
+    X, Y = gaussian(50, 10, 1), gaussian(50, 10, 2)  # independent
+    for threshold in (1e-6, 0.05):
+        with pytest.raises(ValueError, match="numerically the identity"):
+            S.cka(X, Y, kernel="rbf", threshold=threshold)
+    assert S.cka(X, Y, kernel="rbf", threshold=1.0) < 0.8
 
 
 def test_rsa_matches_scipy_on_rdms(related):
@@ -455,7 +473,7 @@ def test_too_few_stimuli_for_debiased_cka():
 
 def test_degenerate_debiased_kernel_raises_instead_of_nan(related):
     X, Y = related
-    with pytest.raises(ValueError, match="self-HSIC"):
+    with pytest.raises(ValueError, match="numerically the identity"):
         S.cka(X, Y, kernel="rbf", threshold=1e-3, debiased=True)
 
 
@@ -483,3 +501,16 @@ def test_pwcca_keep_makes_wide_layers_comparable():
     assert S.pwcca(X, X, keep=5) == pytest.approx(1.0)
     table = S.similarity_matrix([X], [X[:, ::-1]], "pwcca", keep=5)
     assert table["value"].iloc[0] == pytest.approx(1.0)
+
+
+def test_similarity_matrix_keeps_the_layer_ids_of_activations():
+    """Activations of a layer subset used to be renumbered 0, 1, ... in the table."""
+    from resonance.activations import Activations
+
+    rng = np.random.default_rng(0)
+    layers = [rng.normal(size=(20, 5)) for _ in range(3)]
+    acts = Activations(layers, [0, 3, 6], "m", "mean", "k", n_items=20)
+    frame = S.similarity_matrix(acts, acts, measure="cka_linear")
+    assert sorted(set(frame["layer_a"])) == [0, 3, 6]
+    assert frame.set_index(["layer_a", "layer_b"]).loc[(3, 6), "value"] == pytest.approx(
+        S.similarity_matrix({3: layers[1]}, {6: layers[2]}, measure="cka_linear")["value"].iloc[0])

@@ -208,3 +208,24 @@ def test_check_length():
     assert "context of 5 tokens" in message and "'snips'" in message
     with pytest.raises(ValueError, match="images"):
         stimuli.check_length(stimuli.image_stimuli(n=10, size=16), WhitespaceTokenizer(), 5)
+
+
+def test_from_texts_and_from_images():
+    from resonance.stimuli import Stimuli
+
+    s = Stimuli.from_texts(["a dog runs", "a cat sleeps"], labels=["dog", "cat"])
+    assert s.texts == ["a dog runs", "a cat sleeps"] and s.concepts == ["dog", "cat"]
+    assert s.images is None and s.name == "texts"
+    assert Stimuli.from_texts(("x", "y")).labels == ["", ""]
+    assert Stimuli.from_texts("one sentence").texts == ["one sentence"]
+    assert s.key == Stimuli.from_texts(["a dog runs", "a cat sleeps"], ["dog", "cat"],
+                                       name="other").key  # the content, not the name
+    with pytest.raises(ValueError, match="item 1 is int"):
+        Stimuli.from_texts(["a", 2])
+    with pytest.raises(ValueError, match="empty"):
+        Stimuli.from_texts([])
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    assert len(Stimuli.from_images(images)) == 2
+    assert len(Stimuli.from_images(list(images), labels=["a", "b"])) == 2
+    with pytest.raises(ValueError, match="uint8"):
+        Stimuli.from_images(images.astype(np.float32))

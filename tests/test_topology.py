@@ -278,7 +278,12 @@ def test_rtd_block_matrix_and_subsampling():
     m = rtd_matrix(r1, r2, fast=False)
     assert np.all(m[:40, :40] == 0) and np.array_equal(m[40:, :40], r1)
     assert np.array_equal(m[40:, 40:], np.minimum(r1, r2)) and np.allclose(m, m.T)
-    assert np.quantile(r1[np.triu_indices(40, 1)], 0.9) == pytest.approx(1.0)
+    assert np.quantile(r1, 0.9) == pytest.approx(1.0)  # full matrix, as the RTD authors do
+    pairs = scaled_distances(X, quantile_over="pairs")
+    assert np.quantile(pairs[np.triu_indices(40, 1)], 0.9) == pytest.approx(1.0)
+    assert T.rtd(X, Y, quantile_over="pairs") != pytest.approx(T.rtd(X, Y), abs=1e-9)
+    with pytest.raises(ValueError, match="quantile_over must be one of"):
+        scaled_distances(X, quantile_over="upper")
     # w_+ (lower triangle of the cross block at +inf) gives the same barcode as full w
     full = ripser_distance_matrix(m, 1)[1]
     fast = ripser_distance_matrix(rtd_matrix(r1, r2), 1)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -250,3 +251,130 @@ def test_real_corpus_tiny_run():
     assert len(run.tokenizer) == 300
     assert run.model.config.vocab_size == 300
     assert run.history.val_loss.iloc[0] == pytest.approx(math.log(300), abs=0.5)
+
+
+# -- Nothing lost (issue 11) -------------------------------------------------------------------
+
+_WORKER = r"""
+import json, sys, time, warnings
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from resonance import train as T
+config = T.TrainConfig(**json.loads(sys.argv[1]))
+force, release = sys.argv[2] == "force", Path(sys.argv[3])
+waited = []
+def show(message, *args, **kwargs):
+    waited.append(str(message))
+    print("WAITING", flush=True)
+warnings.showwarning = show
+def hold(step, record):  # the first job pauses mid-run until the test releases it
+    while step == 3 and not force and not release.exists():
+        time.sleep(0.05)
+run = T.train(config, progress=False, force=force, callback=hold)
+print(json.dumps({"checkpoints": [s for s, p in run.checkpoints if p.is_file()],
+                  "steps": run.info["steps_this_session"],
+                  "waited": any("waiting" in w for w in waited)}), flush=True)
+"""
+
+
+def test_two_processes_on_one_config_do_not_corrupt_each_other(cache, tmp_path):
+    """A concurrent force=True used to delete the checkpoints under a running job, which then
+    reported success with a few of its checkpoints; now the second process waits for the lock
+    (two real processes; the first pauses at step 3 until the second is seen waiting)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    config = tiny(tokens=64 * 40)
+    fields = {k: getattr(config, k) for k in ("family", "d_model", "n_layers", "context",
+                                              "corpus", "vocab_size", "batch_size", "tokens",
+                                              "lr", "warmup", "eval_every", "eval_tokens")}
+    env = {**os.environ, "RESONANCE_CACHE": str(cache), "TQDM_DISABLE": "1"}
+    script, release = tmp_path / "worker.py", tmp_path / "release"
+    script.write_text(_WORKER)
+
+    def start(mode):
+        return subprocess.Popen([sys.executable, str(script), json.dumps(fields), mode,
+                                 str(release)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = start("plain")
+    folder = T.run_dir(config)
+    deadline = time.monotonic() + 120
+    while not (folder / "resume.pt").is_file():  # the first job is training
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = start("force")
+    try:
+        assert second.stdout.readline().strip() == "WAITING", second.communicate()
+    finally:
+        release.touch()
+    out_a, err_a = first.communicate(timeout=300)
+    out_b, err_b = second.communicate(timeout=300)
+    assert first.returncode == 0, err_a
+    assert second.returncode == 0, err_b
+    a, b = json.loads(out_a.splitlines()[-1]), json.loads(out_b.splitlines()[-1])
+    expected = T.checkpoint_steps(config.n_steps, config.n_log_checkpoints,
+                                  config.n_linear_checkpoints)
+    assert a["checkpoints"] == expected and a["steps"] == config.n_steps
+    assert b["waited"] and b["checkpoints"] == expected and b["steps"] == config.n_steps
+    assert [s for s, _ in T.train(config, progress=False).checkpoints] == expected
+
+
+def test_lock_is_not_reentrant_within_a_process():
+    config = tiny(tokens=64 * 5)
+
+    def again(step, record):
+        T.train(config, progress=False)
+
+    with pytest.raises(RuntimeError, match="called again on run"):
+        T.train(config, progress=False, callback=again)
+    assert len(T.train(config, progress=False).history)  # the lock was released
+
+
+def test_thread_count_is_recorded_and_a_resume_under_another_is_refused(cache):
+    config = tiny(tokens=64 * 45)
+    with pytest.raises(Crash):
+        T.train(config, progress=False, callback=crash_at(27), resume_every=None, threads=1)
+    saved = json.loads((T.run_dir(config) / "config.json").read_text())
+    assert saved["numerics"]["torch_threads"] == 1
+    assert saved["numerics"]["torch"] == torch.__version__
+    with pytest.raises(T.NumericsChangedError, match="trained with 1 torch threads.*threads=1"):
+        T.train(config, progress=False, threads=2)
+    run = T.train(config, progress=False, threads=1)
+    assert run.info["numerics"]["torch_threads"] == 1 and run.info["resumed_from"] > 0
+
+
+def test_damaged_run_files_name_the_file_and_the_fix(cache):
+    config = tiny(tokens=64 * 5)
+    run = T.train(config, progress=False)
+    folder = run.run_dir
+    (folder / "complete.json").write_text("{half")
+    with pytest.raises(T.CorruptRunError, match="complete.json is not valid JSON.*force=True"):
+        T.train(config, progress=False)
+    run = T.train(config, progress=False, force=True)
+    step, path = run.checkpoints[-1]
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(T.CorruptRunError, match=rf"ckpt-{step:07d}.pt is damaged.*force=True"):
+        T.train(config, progress=False)
+    run = T.train(config, progress=False, force=True)
+    run.checkpoints[1][1].unlink()
+    with pytest.raises(T.CorruptRunError, match=r"lacks the checkpoints of steps \[1\]"):
+        T.train(config, progress=False)
+    run = T.train(config, progress=False, force=True)
+    (folder / "history.csv").write_text("step,tokens\n1,2\n")
+    with pytest.raises(T.CorruptRunError, match="history.csv has columns"):
+        T.train(config, progress=False)
+
+
+def test_damaged_resume_state_names_the_file(cache):
+    config = tiny(tokens=64 * 45)
+    with pytest.raises(Crash):
+        T.train(config, progress=False, callback=crash_at(27), resume_every=None)
+    resume = T.run_dir(config) / "resume.pt"
+    resume.write_bytes(b"not a torch file")
+    with pytest.raises(T.CorruptRunError, match="resume.pt is damaged.*delete"):
+        T.train(config, progress=False)

@@ -199,3 +199,44 @@ def test_conversion_bar_is_dropped_when_stderr_is_not_a_terminal(capsys):
         for _ in tqdm(range(3), desc="Converting"):
             pass
     assert capsys.readouterr().err == ""
+
+
+# -- A friendly API (issue 11) -----------------------------------------------------------------
+
+
+def test_hub_ids_of_packaged_copies_load_the_package_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # nothing in a local HF cache
+    model = zoo.load("sentence-transformers/all-MiniLM-L6-v2")
+    assert model is zoo.load("minilm") and model.source == "package"
+    assert zoo.load("Sentence-Transformers/all-minilm-l6-v2") is model
+    with pytest.raises(zoo.HubUnreachableError, match="packaged copy loads offline as "
+                                                      "load\\('minilm'\\)"):
+        zoo.load("sentence-transformers/all-MiniLM-L6-v2", hub=True)
+    with pytest.raises(zoo.HubUnreachableError, match="Q4_1 GGUF quantisation of it"):
+        zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct")  # other weights: never substituted
+
+
+def test_local_folders_and_paths(tmp_path):
+    from pathlib import Path
+
+    packaged = zoo.load("minilm")
+    folder = tmp_path / "my-encoder"
+    packaged.module.save_pretrained(folder)
+    packaged.tokenizer.save_pretrained(folder)
+    local = zoo.load(folder)
+    assert local.source == "local" and local.name == "my-encoder"
+    assert zoo.load(str(folder)) is local  # a string naming a folder is the same model
+    assert local.key != packaged.key
+    texts = ["a dog runs", "the cat sat on the mat"]
+    for a, b in zip(local(texts), packaged(texts)):
+        torch.testing.assert_close(a, b)
+    (folder / "extra").mkdir()
+    again = zoo.load(Path(folder), reload=True)
+    assert again.key == local.key  # the key follows the files, not the load
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no config.json.*save_pretrained"):
+        zoo.load(empty)
+    with pytest.raises(TypeError, match="local models take no options"):
+        zoo.load(folder, d_model=3)

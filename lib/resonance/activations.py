@@ -3,6 +3,7 @@
 >>> from resonance import zoo, stimuli, activations
 >>> acts = activations.extract(zoo.load("minilm"), stimuli.concept_stimuli(10))  # doctest: +SKIP
 >>> acts[3].shape            # layer 3: (n stimuli, 384) float32                  # doctest: +SKIP
+>>> activations.extract("minilm", ["a dog runs", "a cat sleeps"])  # plain texts  # doctest: +SKIP
 
 Pooling (text): ``"mean"`` averages the real tokens of each item (the attention mask decides;
 padding never leaks in), ``"last"`` takes each item's last real token (left or right padding),
@@ -28,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import paths
-from .store import atomic_path, config_hash
+from .io import atomic_path, config_hash
 
 POOLS = ("mean", "last", "tokens")
 _FORMAT = 1
@@ -185,15 +186,19 @@ def _check_length(model, stimuli, lengths: np.ndarray) -> None:
 
 
 def extract(model, stimuli, layers: Any = "all", pool: str = "mean", batch_size: int = 32,
-            cache: bool = True, progress: bool = False) -> Activations:
+            cache: bool = True, progress: bool = False, *,
+            labels: Sequence[Any] | None = None) -> Activations:
     """Hidden states of ``model`` (a :class:`resonance.zoo.ZooModel`, or a zoo name) on
     ``stimuli``, one float32 array per requested layer, pooled as ``pool`` says.
 
+    ``stimuli`` is a :class:`resonance.stimuli.Stimuli`, or plainly a list/tuple of strings or
+    an array of uint8 images ``(n, H, W, 3)``; ``labels`` (optional) label those plain items.
     ``cache=True`` reads/writes ``paths.CACHE/activations``; a hit does no model work.
     """
-    if isinstance(model, str):
+    if isinstance(model, (str, Path)):
         from . import zoo
         model = zoo.load(model)
+    stimuli = as_stimuli(stimuli, labels)
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -216,8 +221,11 @@ def extract(model, stimuli, layers: Any = "all", pool: str = "mean", batch_size:
     if cache and path.is_file():
         try:
             return Activations.load(path)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # damaged or old: recompute and overwrite
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            import warnings  # damaged or old: a pure function of model and stimuli, so rebuilt
+            warnings.warn(f"the activation cache {path} cannot be read ({type(err).__name__}: "
+                          f"{str(err)[:120]}); recomputing and replacing it", RuntimeWarning,
+                          stacklevel=2)
     if model.modality == "vision":
         acts = _extract_images(model, stimuli, ids, batch_size, progress)
     else:
@@ -228,6 +236,33 @@ def extract(model, stimuli, layers: Any = "all", pool: str = "mean", batch_size:
     if cache:
         acts.save(path)
     return acts
+
+
+def as_stimuli(stimuli: Any, labels: Sequence[Any] | None = None):
+    """``stimuli`` as a :class:`~resonance.stimuli.Stimuli`: plain lists/tuples of strings and
+    arrays (or lists) of uint8 images are wrapped, with ``labels`` if given."""
+    from .stimuli import Stimuli
+
+    if isinstance(stimuli, Stimuli) or (hasattr(stimuli, "key") and hasattr(stimuli, "labels")):
+        if labels is not None:
+            raise ValueError("labels= labels plain lists of texts or images; these stimuli "
+                             "carry their own (stimuli.labels)")
+        return stimuli
+    if isinstance(stimuli, str):
+        return Stimuli.from_texts([stimuli], labels)
+    if isinstance(stimuli, np.ndarray) and stimuli.dtype.kind not in "OUS":
+        return Stimuli.from_images(stimuli, labels)
+    if isinstance(stimuli, (list, tuple, np.ndarray)):
+        items = list(stimuli)
+        if items and all(isinstance(x, str) for x in items):
+            return Stimuli.from_texts(items, labels)
+        if items and all(isinstance(x, np.ndarray) for x in items):
+            return Stimuli.from_images(items, labels)
+        kinds = sorted({type(x).__name__ for x in items})
+        raise ValueError(f"stimuli must be strings (text models) or uint8 image arrays (vision "
+                         f"models), got {kinds or 'an empty list'}")
+    raise TypeError(f"stimuli must be a resonance.stimuli.Stimuli, a list of strings or an "
+                    f"image array, got {type(stimuli).__name__}")
 
 
 def _batches(order: np.ndarray, batch_size: int, progress: bool, desc: str):

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import paths
-from .store import atomic_path
+from .io import atomic_path
 
 __all__ = [
     "CORPORA", "HUB_CORPORA", "EOS", "Corpus", "MissingCorpusError", "CorpusUnavailableError",
@@ -97,6 +97,10 @@ _HUB_BLOCK = 1
 
 class MissingCorpusError(FileNotFoundError):
     """An offline corpus whose Debian package is not installed."""
+
+
+class CorruptCacheError(RuntimeError):
+    """A cached tokenizer cannot be read; the message names the file and the fix."""
 
 
 class CorpusUnavailableError(RuntimeError):
@@ -359,7 +363,19 @@ def tokenizer(corpus_name: str = "kjv", vocab_size: int = 4096) -> Any:
         tok = _train_bpe(corpus(corpus_name).train, int(vocab_size))
         with atomic_path(path) as tmp:
             tok.save(str(tmp))
-    return _wrap(path, f"{corpus_name}-bpe{int(vocab_size)}")
+    return _read_tokenizer(path, f"{corpus_name}-bpe{int(vocab_size)}")
+
+
+def _read_tokenizer(path: Path, name: str):
+    """A cached tokenizer; a damaged file is an error naming it (training runs and token
+    caches depend on its exact merges, so it is never silently retrained under them)."""
+    try:
+        return _wrap(path, name)
+    except Exception as err:  # tokenizers raises its own Exception subclass on bad JSON
+        raise CorruptCacheError(
+            f"the cached tokenizer {path} cannot be read ({type(err).__name__}: "
+            f"{str(err)[:200]}); delete it and it is retrained from the corpus on the next call "
+            "(runs trained with the damaged one should be retrained with force=True)") from None
 
 
 def _hub_tokenizer(name: str):
@@ -383,6 +399,23 @@ def tokenizer_hash(tok: Any) -> str:
     else:  # a slow tokenizer: its name and vocabulary
         text = repr((getattr(tok, "name_or_path", ""), sorted(tok.get_vocab().items())))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _read_tokens(path: Path) -> np.ndarray | None:
+    """A cached token stream, or None (with a warning) when the file is damaged: it is a pure
+    function of the tokenizer and the texts its name hashes, so it is rebuilt in place."""
+    try:
+        stream = np.load(path, allow_pickle=False)
+        if stream.dtype == np.int32 and stream.ndim == 1:
+            return stream
+        problem = f"holds {stream.dtype} {stream.shape}, not int32 (n,)"
+    except (OSError, ValueError, EOFError) as err:
+        problem = f"cannot be read ({type(err).__name__}: {str(err)[:200]})"
+    import warnings
+
+    warnings.warn(f"the token cache {path} {problem}; re-tokenizing and replacing it",
+                  RuntimeWarning, stacklevel=3)
+    return None
 
 
 def _default_tokenizer(corpus_name: str) -> Any:
@@ -412,7 +445,9 @@ def token_stream(corpus_name: str, split: str = "train", tokenizer: Any = None) 
     path = (paths.CACHE / "tokens"
             / f"{safe}-{split}-{tokenizer_hash(tok)}-{digest.hexdigest()[:12]}.npy")
     if path.is_file():
-        return np.load(path)
+        cached = _read_tokens(path)
+        if cached is not None:
+            return cached
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
         encoded = [e.ids for e in backend.encode_batch(docs, add_special_tokens=False)]

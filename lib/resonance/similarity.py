@@ -23,13 +23,22 @@ rsa (euclidean)        yes         yes         yes          yes          no
 linear_predictivity    yes         Y only      yes          yes          no
 =====================  ==========  ==========  ===========  ===========  ===================
 
-``MEASURES`` names them all, ``similarity`` calls one by name and ``similarity_matrix`` compares
-every layer of one model with every layer of another, preparing each layer (its Gram matrix,
-neighbour sets, subspace, ...) once and then pairing the prepared layers.
+``MEASURES`` holds the :class:`Measure` records of this module's measures; the registry every
+consumer reads, :data:`resonance.measures.MEASURES`, adds the topological ones (``rtd``,
+``persistence_distance``). ``similarity`` calls any registered measure by name and
+``similarity_matrix`` compares every layer of one model with every layer of another, preparing
+each layer (its Gram matrix, neighbour sets, subspace, ...) once and then pairing the prepared
+layers.
+
+Magnitudes: every measure here except ``linear_predictivity`` (whose ridge penalty is absolute)
+and Procrustes ``"euclidean_unscaled"`` is scale-invariant, and rescales an input whose largest
+entry lies outside ``[2^-64, 2^64]`` by a power of two before squaring anything (exact; ordinary
+inputs are untouched), so activations of ~1e154 or ~1e-160 give the same values as at ~1.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
@@ -42,11 +51,13 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 
-from resonance._checks import as_matrix, not_constant, paired
+from resonance._checks import (as_matrix, not_constant, paired, positive_int, scale_exponent,
+                               unit_scaled)
 
 __all__ = [
     "linear_gram", "rbf_gram", "center_gram", "hsic", "cka", "MinibatchCKA", "mutual_knn", "cknna",
-    "svcca", "pwcca", "procrustes_distance", "rsa", "linear_predictivity", "Measure", "MEASURES",
+    "clamp_outliers", "svcca", "pwcca", "procrustes_distance", "rsa", "linear_predictivity",
+    "Measure", "MEASURES",
     "similarity", "similarity_matrix",
 ]
 
@@ -95,25 +106,50 @@ def linear_gram(X: np.ndarray) -> np.ndarray:
     return X @ X.T
 
 
-def rbf_gram(X: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+RBF_MEDIANS = ("matrix", "pairs")
+# An RBF Gram whose off-diagonal entries carry less squared mass than this per row is the identity
+# for every practical purpose: CKA against it is within about this much of 1 whatever the data.
+_RBF_MIN_OFF_DIAGONAL = 1e-2
+
+
+def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix") -> np.ndarray:
     """RBF kernel ``exp(-|xi - xj|² / (2 sigma²))``, ``(n, d) -> (n, n)``.
 
-    ``sigma = threshold * median pairwise Euclidean distance`` (off-diagonal pairs; Kornblith et
-    al.'s code takes the median over the full matrix, diagonal zeros included -- a negligible
-    difference for large ``n``). Raises when that median is 0.
+    ``median_over="matrix"`` (default; Kornblith et al.'s ``gram_rbf``):
+    ``sigma² = threshold² * median of the full n x n matrix of squared distances``, the zero
+    diagonal included, so the published CKA values are reproduced. ``"pairs"`` (this library's
+    convention before 2026-12): ``sigma = threshold * median Euclidean distance over the pairs
+    i < j``; the two differ by O(1/n) in ``sigma``.
+
+    Raises when the median is 0 (most stimuli coincide) and when the bandwidth is so small that
+    the kernel is numerically the identity (off-diagonal squared mass below 1e-2 per row): CKA of
+    such a kernel is ~1 for any data, independent clouds included.
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
+    _require_choice(median_over, RBF_MEDIANS, "median_over")
     X = np.asarray(X, dtype=np.float64)
     sq_norms = np.einsum("ij,ij->i", X, X)
     sq_dist = sq_norms[:, None] + sq_norms[None, :] - 2.0 * linear_gram(X)
     np.maximum(sq_dist, 0.0, out=sq_dist)
     np.fill_diagonal(sq_dist, 0.0)
-    median = float(np.median(np.sqrt(squareform(sq_dist, checks=False))))
-    if median == 0.0:
+    if median_over == "matrix":
+        sq_sigma = threshold ** 2 * float(np.median(sq_dist))
+    else:
+        sq_sigma = (threshold * float(np.median(np.sqrt(squareform(sq_dist, checks=False))))) ** 2
+    if sq_sigma == 0.0:
         raise ValueError("median pairwise distance is 0 (over half the stimulus pairs coincide), "
                          "so the RBF bandwidth is undefined; deduplicate the stimuli")
-    return np.exp(sq_dist / (-2.0 * (threshold * median) ** 2))
+    K = np.exp(sq_dist / (-2.0 * sq_sigma))
+    n = K.shape[0]
+    off_diagonal = (float(np.vdot(K, K)) - n) / n
+    if off_diagonal < _RBF_MIN_OFF_DIAGONAL:
+        raise ValueError(
+            f"the RBF kernel is numerically the identity (threshold={threshold:g}: off-diagonal "
+            f"squared mass {off_diagonal:.2g} per row): every stimulus is many bandwidths from all "
+            "others, so CKA would be ~1 for any data; raise the threshold (Kornblith et al. use "
+            "0.2-1.0 of the median distance; high-dimensional data need the upper end)")
+    return K
 
 
 def center_gram(K: np.ndarray) -> np.ndarray:
@@ -208,12 +244,12 @@ class _GramLayer:
 
 
 def _gram_layer(X: np.ndarray, name: str = "X", kernel: str = "linear", threshold: float = 1.0,
-                debiased: bool = False) -> _GramLayer:
+                debiased: bool = False, median_over: str = "matrix") -> _GramLayer:
     """One layer's (centred / diagonal-free) Gram and self-HSIC, computed once."""
     _require_choice(kernel, ("linear", "rbf"), "kernel")
     _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
-    X = _centred(X)
-    K = linear_gram(X) if kernel == "linear" else rbf_gram(X, threshold)
+    X = _centred(unit_scaled(X))
+    K = linear_gram(X) if kernel == "linear" else rbf_gram(X, threshold, median_over)
     terms = _hsic_terms(K, debiased, centred=kernel == "linear")
     n, trace = X.shape[0], float(np.vdot(terms.matrix, terms.matrix))
     scale = trace / (n * (n - 3) if debiased else (n - 1) ** 2)
@@ -270,7 +306,7 @@ class _LinearLayer:
 
 def _linear_layer(X: np.ndarray, name: str = "X", debiased: bool = False) -> _LinearLayer:
     _require_rows(X, 4 if debiased else 3, "debiased CKA" if debiased else "CKA", name)
-    features = _centred(X)
+    features = _centred(unit_scaled(X))
     return _LinearLayer(features, np.einsum("ij,ij->i", features, features), debiased, name)
 
 
@@ -336,11 +372,11 @@ def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
-        debiased: bool = False) -> float:
+        debiased: bool = False, median_over: str = "matrix") -> float:
     """Centred kernel alignment (Kornblith et al. 2019) of ``X: (n, d1)`` and ``Y: (n, d2)``.
 
-    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold)``
-    per matrix. ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
+    ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold,
+    median_over)`` per matrix (default: Kornblith et al.'s bandwidth, see :func:`rbf_gram`). ``debiased=True`` uses Song et al.'s unbiased HSIC (debiased CKA; ~0 for
     independent data where the biased value is inflated at small n, and can be slightly negative).
     Linear CKA with ``d1, d2 < n`` is computed in feature space; otherwise from Gram matrices.
 
@@ -351,8 +387,8 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     X, Y = _validated_pair(X, Y)
     if kernel == "linear" and max(X.shape[1], Y.shape[1]) < X.shape[0]:
         return _linear_cka_features(X, Y, debiased)
-    return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased),
-                             _gram_layer(Y, "Y", kernel, threshold, debiased))
+    return _pair_gram_layers(_gram_layer(X, "X", kernel, threshold, debiased, median_over),
+                             _gram_layer(Y, "Y", kernel, threshold, debiased, median_over))
 
 
 class MinibatchCKA:
@@ -389,14 +425,37 @@ class MinibatchCKA:
 # Nearest-neighbour measures (Huh et al. 2024, "The Platonic Representation Hypothesis")
 # --------------------------------------------------------------------------------------------
 
-def _clamp_outliers(X: np.ndarray, quantile: float) -> np.ndarray:
-    """Clamp at ``±t``, ``t`` = mean over stimuli of the ``quantile`` of ``|x_i|`` (their
-    ``remove_outliers``, default non-exact mode; they apply it to all layers of a model at once,
-    here it is per matrix)."""
+def clamp_outliers(X: Any, quantile: float = 0.95, exact: bool = False) -> np.ndarray:
+    """Huh et al.'s outlier clamp (platonic-rep ``remove_outliers``) of ``X: (n, d)`` or a stack
+    of layers ``(L, n, d)``: every entry is clipped to ``[-t, t]``.
+
+    ``exact=False`` (what ``mutual_knn(clamp_quantile=q)`` applies to each matrix): ``t`` = the
+    mean over the leading axis of the ``quantile`` of ``|x|`` within each slice (each stimulus of a
+    2-D matrix; each layer of a stack). ``exact=True``: ``t`` = the entry at position
+    ``floor(quantile * N)`` of all ``N`` values ``|x|`` sorted ascending (their ``exact=True``).
+    platonic-rep's published alignment scores clamp the stack of *all* layers of a model at once,
+    ``exact=True``, ``quantile=0.95``, in float32; to match them, clamp here
+    (``clamp_outliers(np.stack(layers), 0.95, exact=True)``), pass the clamped layers with
+    ``clamp_quantile=None``, and expect agreement to float32 precision, not bit for bit.
+    """
     if not 0 < quantile <= 1:
         raise ValueError(f"clamp_quantile must be in (0, 1], got {quantile}")
-    threshold = float(np.quantile(np.abs(X), quantile, axis=1).mean())
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim < 2:
+        raise ValueError(f"clamp_outliers needs (n, d) or (layers, n, d), got shape {X.shape}")
+    if quantile == 1:
+        return X
+    magnitudes = np.abs(X)
+    if exact:
+        flat = np.sort(magnitudes, axis=None)
+        threshold = float(flat[min(int(quantile * flat.size), flat.size - 1)])
+    else:
+        threshold = float(np.quantile(magnitudes.reshape(len(X), -1), quantile, axis=1).mean())
     return np.clip(X, -threshold, threshold)
+
+
+def _clamp_outliers(X: np.ndarray, quantile: float) -> np.ndarray:
+    return clamp_outliers(X, quantile, exact=False)
 
 
 def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> np.ndarray:
@@ -412,11 +471,10 @@ def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> np.nda
 def _cosine_gram_and_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None,
                                 name: str) -> tuple[np.ndarray, np.ndarray]:
     """Cosine Gram ``(n, n)`` and the indices ``(n, k)`` of each row's k nearest others."""
-    if not (isinstance(k, (int, np.integer)) and k >= 1):
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = positive_int(k, "k")
     if X.shape[0] <= k:
         raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={X.shape[0]}")
-    gram = linear_gram(_unit_rows(X, clamp_quantile, name))
+    gram = linear_gram(_unit_rows(unit_scaled(X), clamp_quantile, name))
     scores = gram.copy()
     np.fill_diagonal(scores, -np.inf)
     return gram, np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -438,8 +496,12 @@ def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None)
     """Mutual k-NN alignment of Huh et al. 2024: ``mean_i |N_k^X(i) ∩ N_k^Y(i)| / k``.
 
     Rows are L2-normalised, neighbours ranked by inner product (cosine), self excluded. With
-    ``clamp_quantile`` (they use 0.95) features are first clamped as in their ``remove_outliers``.
-    Chance level is about ``k / (n - 1)``; identical inputs give 1.
+    ``clamp_quantile`` (they use 0.95) features are first clamped as in their ``remove_outliers``
+    in its default (``exact=False``) mode, per matrix. Differences from platonic-rep's published
+    scores: their measurement script clamps with ``exact=True`` and one threshold pooled over all
+    layers of a model, and computes in float32 (ties among neighbours may then break differently);
+    :func:`clamp_outliers` reproduces their clamp. Chance level is about ``k / (n - 1)``;
+    identical inputs give 1.
 
     Invariant to orthogonal transforms (without clamping), isotropic scaling and feature
     permutation; not to translation (cosine is measured from the origin). Needs ``n > k``.
@@ -463,8 +525,8 @@ def _masked_hsic(K: np.ndarray, L: np.ndarray, mask: np.ndarray) -> float:
 
 def _cknna_layer(X: np.ndarray, name: str = "X", k: int = 10,
                  clamp_quantile: float | None = None) -> _NeighbourLayer:
-    if not (isinstance(k, (int, np.integer)) and k >= 2):
-        raise ValueError(f"CKNNA needs k >= 2, got {k!r}")
+    if isinstance(k, (bool, np.bool_)) or not (isinstance(k, (int, np.integer)) and k >= 2):
+        raise ValueError(f"CKNNA needs an integer k >= 2, got {k!r}")
     gram, indices = _cosine_gram_and_neighbours(X, k, clamp_quantile, name)
     mask = np.zeros(gram.shape, dtype=bool)
     np.put_along_axis(mask, indices, True, axis=1)
@@ -521,7 +583,7 @@ def _components_to_keep(singular_values: np.ndarray, keep: float | int, name: st
 
 def _subspace(X: np.ndarray, name: str = "X", keep: float | int = 1.0) -> _Subspace:
     """Principal subspace of centred ``X`` holding ``keep`` (variance fraction or count)."""
-    features = _centred(X)
+    features = _centred(unit_scaled(X))
     U, s, _ = linalg.svd(features, full_matrices=False)
     rank = int(np.sum(s > s[0] * max(X.shape) * np.finfo(np.float64).eps))
     r = _components_to_keep(s[:rank], keep, name)
@@ -548,9 +610,15 @@ def svcca(X: Any, Y: Any, keep: float | int = 0.99) -> float:
     """SVCCA (Raghu et al. 2017): mean canonical correlation between the principal subspaces.
 
     ``keep`` is a fraction of variance (float in (0, 1]) or a number of components (int) kept per
-    matrix after centring. Invariant to orthogonal transforms, isotropic scaling, translation and
-    feature permutation; with ``keep=1.0`` (plain CCA) to every invertible linear map. Meaningless
-    (raises) when the kept dimensions sum to ``>= n``.
+    matrix after centring: a float keeps the fewest leading directions whose cumulative share of
+    variance reaches ``keep`` (Raghu et al. keep 99%); an int keeps that many, as google/svcca's
+    tutorials do (e.g. the top 50 directions); to compare with their published values pass the
+    same count. Other differences from google/svcca: its CCA adds ``epsilon`` to the covariance
+    diagonals and drops units whose variance is below it, while here CCA is exact, on orthonormal
+    bases of the kept subspaces (a dead unit adds no direction, so nothing needs dropping); the
+    values then differ by an amount that grows with ``epsilon``. Invariant to orthogonal transforms, isotropic
+    scaling, translation and feature permutation; with ``keep=1.0`` (plain CCA) to every
+    invertible linear map. Meaningless (raises) when the kept dimensions sum to ``>= n``.
     """
     X, Y = _validated_pair(X, Y)
     return _pair_svcca(_subspace(X, "X", keep), _subspace(Y, "Y", keep))
@@ -573,7 +641,13 @@ def pwcca(X: Any, Y: Any, keep: float | int = 1.0) -> float:
     PWCCA); needed whenever the features outnumber the stimuli.
 
     ``a_i ∝ sum_j |<h_i, x_j>|``, with ``h_i`` the unit canonical variates and ``x_j`` the centred
-    features of the side with fewer features (X on ties; the reference code uses uncentred ones).
+    features of the side with fewer features (X on ties), as in Morcos et al.'s definition.
+    google/svcca's ``compute_pwcca`` differs in two ways, so its values differ by up to a few
+    hundredths: its "variates" skip the whitening (the rotated, centred activations plus the
+    neuron means, orthonormalised by QR in order of decreasing correlation) and its weights use
+    the uncentred activations. Its result then depends on the sign LAPACK gives each singular
+    vector (a sign flip changes the QR), so it is not a function of the data alone and is not
+    offered here; ``keep < 1`` (a principal-subspace reduction first) has no counterpart there.
     Invariant to isotropic scaling, translation and feature permutation; the correlations are
     invariant to invertible linear maps but the weights are not (so neither is PWCCA, nor to
     rotations). Meaningless (raises) when ``rank X + rank Y >= n``.
@@ -586,23 +660,35 @@ def pwcca(X: Any, Y: Any, keep: float | int = 1.0) -> float:
 # Procrustes, RSA, linear predictivity
 # --------------------------------------------------------------------------------------------
 
+PROCRUSTES_FORMS = ("angular", "euclidean", "euclidean_unscaled")
+
+
 @dataclass(frozen=True)
 class _Shape:
     matrix: np.ndarray  # centred, unit Frobenius norm
     form: str
+    norm: float = 1.0   # Frobenius norm of the centred input (used by "euclidean_unscaled")
 
 
 def _shape(X: np.ndarray, name: str = "X", form: str = "angular") -> _Shape:
-    _require_choice(form, ("angular", "euclidean"), "Procrustes form")
+    _require_choice(form, PROCRUSTES_FORMS, "Procrustes form")
     features = _centred(X)
-    return _Shape(features / np.linalg.norm(features), form)
+    exponent = scale_exponent(features)  # the norm of ~1e154 entries would overflow
+    scaled = np.ldexp(features, -exponent) if exponent else features
+    norm = float(np.linalg.norm(scaled))
+    true_norm = float(np.ldexp(norm, exponent))
+    return _Shape(scaled / norm, form, true_norm)
 
 
 def _pair_shapes(a: _Shape, b: _Shape) -> float:
     nuclear = min(float(linalg.svdvals(a.matrix.T @ b.matrix).sum()), 1.0)
     if a.form == "angular":
         return float(np.arccos(nuclear))
-    return float(np.sqrt(2.0 - 2.0 * nuclear))
+    if a.form == "euclidean":
+        return float(np.sqrt(2.0 - 2.0 * nuclear))
+    # |X|² + |Y|² - 2|X||Y|ν written so that nothing overflows: (|X|-|Y|)² + 2|X||Y|(1-ν)
+    return float(np.hypot(a.norm - b.norm,
+                          np.sqrt(2.0 * a.norm) * np.sqrt(b.norm) * np.sqrt(1.0 - nuclear)))
 
 
 def procrustes_distance(X: Any, Y: Any, form: str = "angular") -> float:
@@ -611,8 +697,13 @@ def procrustes_distance(X: Any, Y: Any, form: str = "angular") -> float:
     Both matrices are centred and scaled to unit Frobenius norm; the smaller is implicitly
     zero-padded (padding leaves ``|XᵀY|_*`` unchanged). ``form="angular"`` (default):
     ``arccos |XᵀY|_*`` in ``[0, pi/2]``, a metric on shapes; ``"euclidean"``:
-    ``min_Q |X - YQ|_F = sqrt(2 - 2 |XᵀY|_*)`` in ``[0, sqrt 2]``. Invariant to orthogonal
-    transforms, isotropic scaling, translation and feature permutation; not to invertible linear.
+    ``min_Q |X - YQ|_F = sqrt(2 - 2 |XᵀY|_*)`` in ``[0, sqrt 2]`` of the unit-norm matrices.
+    ``"euclidean_unscaled"``: ``min_Q |Xc - Yc Q|_F`` of the centred matrices *without* the
+    unit-norm scaling, in the units of the activations -- what netrep's
+    ``LinearMetric(alpha=1, score_method="euclidean")`` reports; it is not scale-invariant, so
+    it depends on the size of the activations as much as on their shape. Invariant (all forms) to
+    orthogonal transforms, translation and feature permutation; angular and euclidean also to
+    isotropic scaling; none to invertible linear maps.
     """
     X, Y = _validated_pair(X, Y)
     return _pair_shapes(_shape(X, "X", form), _shape(Y, "Y", form))
@@ -624,7 +715,7 @@ def _rdm(X: np.ndarray, name: str = "X", metric: str = "correlation",
     _require_choice(method, ("spearman", "pearson"), "RSA method")
     _require_rows(X, 3, "RSA", name)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rdm = pdist(X, metric)
+        rdm = pdist(unit_scaled(X), metric)
     if not np.isfinite(rdm).all():
         raise ValueError(f"{name}: metric {metric!r} is undefined for some stimulus pairs (e.g. "
                          "'correlation' on a row whose features are all equal)")
@@ -671,55 +762,110 @@ def linear_predictivity(X: Any, Y: Any, alpha: float = 1.0, folds: int = 5, seed
 # Registry
 # --------------------------------------------------------------------------------------------
 
+DIRECTIONS = ("similarity", "distance")
+NULL_KINDS = ("shuffle", "gaussian")
+Range = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Measure:
-    """A named measure. ``compute(X, Y, **kw)`` gives one value. When ``prepare`` (``(X, name,
-    **kw) -> state``) is set the measure factorises per layer and ``similarity_matrix`` prepares
-    each layer once, then pairs states with ``pair_block`` (``(states_a, states_b) -> (len a,
-    len b)`` values, all pairs at once) when set, else with ``pair`` (``(state_a, state_b) ->
-    value``)."""
+    """What a measure is: the one record every consumer reads (:mod:`resonance.measures` holds
+    them all, this module's and the topological ones).
+
+    ``compute(X, Y, **kw)`` gives one value. When ``prepare`` (``(X, name, **kw) -> state``) is
+    set the measure factorises per layer and ``similarity_matrix`` prepares each layer once,
+    then pairs states with ``pair_block`` (``(states_a, states_b) -> (len a, len b)`` values,
+    all pairs at once) when set, else with ``pair`` (``(state_a, state_b) -> value``).
+    ``symmetric``: ``m(X, Y) == m(Y, X)``. ``direction``: ``"similarity"`` (higher = more alike)
+    or ``"distance"`` (lower = more alike; p-values count the lower tail, the best layer pair is
+    the smallest). ``null``: the reference distribution that fits it -- ``"shuffle"`` (permute
+    the rows of Y: the measure reads the pairing of stimuli) or ``"gaussian"`` (an isotropic
+    Gaussian cloud of Y's shape: a pairing-free measure ignores a shuffle). ``value_range``:
+    ``(low, high)`` the values can take (intervals are clipped to it), or a function of the
+    keyword options returning it.
+    """
 
     compute: Callable[..., float]
     prepare: Callable[..., Any] | None = None
     pair: Callable[[Any, Any], float] | None = None
     symmetric: bool = True
-    higher_is_similar: bool = True
+    direction: str = "similarity"
     pair_block: Callable[[list[Any], list[Any]], np.ndarray] | None = None
+    null: str = "shuffle"
+    value_range: Range | Callable[[Mapping[str, Any]], Range] = (-np.inf, np.inf)
+
+    def __post_init__(self) -> None:
+        _require_choice(self.direction, DIRECTIONS, "direction")
+        _require_choice(self.null, NULL_KINDS, "null kind")
+
+    @property
+    def higher_is_similar(self) -> bool:
+        return self.direction == "similarity"
+
+    def bounds(self, kw: Mapping[str, Any] | None = None) -> Range:
+        """``(low, high)`` of the values with options ``kw``."""
+        return self.value_range(kw or {}) if callable(self.value_range) else self.value_range
+
+    def options(self) -> tuple[str, ...]:
+        """The keyword options ``compute`` accepts (those a registry entry fixes excluded)."""
+        fixed = getattr(self.compute, "keywords", {}) or {}
+        params = inspect.signature(self.compute).parameters
+        return tuple(name for name in list(params)[2:] if name not in fixed
+                     and params[name].kind not in (params[name].VAR_POSITIONAL,
+                                                   params[name].VAR_KEYWORD))
+
+
+def _cka_range(kw: Mapping[str, Any]) -> Range:
+    return (-1.0, 1.0) if kw.get("debiased", False) else (0.0, 1.0)
+
+
+def _procrustes_range(kw: Mapping[str, Any]) -> Range:
+    return {"angular": (0.0, np.pi / 2), "euclidean": (0.0, np.sqrt(2.0))}.get(
+        kw.get("form", "angular"), (0.0, np.inf))
 
 
 MEASURES: dict[str, Measure] = {
     "cka_linear": Measure(partial(cka, kernel="linear", debiased=False),
-                          partial(_linear_layer, debiased=False), pair_block=_linear_cka_block),
+                          partial(_linear_layer, debiased=False), pair_block=_linear_cka_block,
+                          value_range=(0.0, 1.0)),
     "cka_linear_debiased": Measure(partial(cka, kernel="linear", debiased=True),
                                    partial(_linear_layer, debiased=True),
-                                   pair_block=_linear_cka_block),
+                                   pair_block=_linear_cka_block, value_range=(-1.0, 1.0)),
     "cka_rbf": Measure(partial(cka, kernel="rbf"), partial(_gram_layer, kernel="rbf"),
-                       _pair_gram_layers, pair_block=_pair_gram_blocks),
-    "mutual_knn": Measure(mutual_knn, _knn_layer, _pair_knn_layers),
-    "cknna": Measure(cknna, _cknna_layer, _pair_cknna_layers, symmetric=False),
-    "svcca": Measure(svcca, _subspace, _pair_svcca),
-    "pwcca": Measure(pwcca, _subspace, _pair_pwcca, symmetric=False),
-    "procrustes": Measure(procrustes_distance, _shape, _pair_shapes, higher_is_similar=False),
-    "rsa": Measure(rsa, _rdm, _pair_rdms),
-    "linear_predictivity": Measure(linear_predictivity, symmetric=False),
+                       _pair_gram_layers, pair_block=_pair_gram_blocks, value_range=_cka_range),
+    "mutual_knn": Measure(mutual_knn, _knn_layer, _pair_knn_layers, value_range=(0.0, 1.0)),
+    "cknna": Measure(cknna, _cknna_layer, _pair_cknna_layers, symmetric=False,
+                     value_range=(-1.0, 1.0)),
+    "svcca": Measure(svcca, _subspace, _pair_svcca, value_range=(0.0, 1.0)),
+    "pwcca": Measure(pwcca, _subspace, _pair_pwcca, symmetric=False, value_range=(0.0, 1.0)),
+    "procrustes": Measure(procrustes_distance, _shape, _pair_shapes, direction="distance",
+                          value_range=_procrustes_range),
+    "rsa": Measure(rsa, _rdm, _pair_rdms, value_range=(-1.0, 1.0)),
+    "linear_predictivity": Measure(linear_predictivity, symmetric=False,
+                                   value_range=(-np.inf, 1.0)),
 }
 
 
 def _measure(name: str) -> Measure:
-    if name not in MEASURES:
-        raise ValueError(f"unknown measure {name!r}; known measures: {sorted(MEASURES)}")
-    return MEASURES[name]
+    from .measures import get  # the full registry (this module's measures and topology's)
+    return get(name)
 
 
 def similarity(X: Any, Y: Any, measure: str, **kw: Any) -> float:
-    """``MEASURES[measure]`` applied to ``X: (n, d1)``, ``Y: (n, d2)`` with keyword options."""
-    return _measure(measure).compute(X, Y, **kw)
+    """``measure`` (any name in :data:`resonance.measures.MEASURES`) applied to ``X: (n, d1)``,
+    ``Y: (n, d2)`` with keyword options (a misspelt option raises, naming the valid ones)."""
+    from .measures import check_options
+    spec = _measure(measure)
+    check_options(measure, kw)
+    return spec.compute(X, Y, **kw)
 
 
 Layers = Sequence[Any] | Mapping[Any, Any]
 
 
 def _named_layers(layers: Layers, label: str) -> tuple[list[Any], list[np.ndarray]]:
+    if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
+        layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:
@@ -769,7 +915,9 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     paired while hot. RBF CKA holds every layer's ``(n, n)`` float64 Gram at once
     (``8 n² (La + Lb)`` bytes); for very large n use ``MinibatchCKA``.
     """
+    from .measures import check_options
     spec = _measure(measure)
+    check_options(measure, kw)
     same = layers_b is layers_a
     names_a, arrays_a = _named_layers(layers_a, "layers_a")
     names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b")

@@ -66,3 +66,19 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "n/a"
     return format(value, spec)
+
+
+def delete_d_jackknife_interval(value: float, replicates: Sequence[float], n: int, d: int,
+                                ci: float = 0.95,
+                                bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
+    """Normal interval ``value ± z · se`` from delete-``d`` jackknife replicates (Shao & Wu 1989),
+    ``se² = (n - d) / (d · B) · Σ (θ_b - θ̄)²`` over the ``B`` replicates, clipped to ``bounds``
+    (the measure's range: a CKA interval must not reach past 1). ``(nan, nan)`` when ``B < 2``.
+    """
+    replicates = np.asarray(replicates, dtype=float)
+    if replicates.size < 2:
+        return float("nan"), float("nan")
+    se = np.sqrt((n - d) / (d * replicates.size) * ((replicates - replicates.mean()) ** 2).sum())
+    half = float(_stats.norm.ppf((1 + ci) / 2) * se)
+    low, high = bounds
+    return float(np.clip(value - half, low, high)), float(np.clip(value + half, low, high))

@@ -139,6 +139,36 @@ class Stimuli:
         """The distinct labels in order of first appearance."""
         return list(dict.fromkeys(self.labels))
 
+    @classmethod
+    def from_texts(cls, texts: Sequence[str] | str, labels: Sequence[Any] | None = None, *,
+                   name: str = "texts", words: Sequence[str] | None = None) -> "Stimuli":
+        """Stimuli from your own sentences (``labels`` optional; "" = unlabelled).
+
+        >>> Stimuli.from_texts(["a dog runs", "a cat sleeps"], labels=["dog", "cat"]).concepts
+        ['dog', 'cat']
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise ValueError(f"texts must be strings; item {bad[0]} is "
+                             f"{type(texts[bad[0]]).__name__} ({texts[bad[0]]!r:.60})")
+        if not texts:
+            raise ValueError("texts are empty: give at least one string")
+        return cls(name, texts, None, [""] * len(texts) if labels is None else list(labels),
+                   words)
+
+    @classmethod
+    def from_images(cls, images: Any, labels: Sequence[Any] | None = None, *,
+                    name: str = "images") -> "Stimuli":
+        """Stimuli from uint8 images ``(n, H, W, 3)`` (or a list of ``(H, W, 3)`` arrays)."""
+        images = np.stack([np.asarray(i) for i in images]) if isinstance(images, (list, tuple)) \
+            else np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        return cls(name, None, images, [""] * len(images) if labels is None else list(labels))
+
 
 # --------------------------------------------------------------------------------------------
 # WordNet concept words

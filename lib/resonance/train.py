@@ -14,10 +14,14 @@ Runs live in ``paths.CACHE / "runs" / f"{family}-{config.key}"``::
     history.csv          the finished run's history
     complete.json        written last: a run with it is loaded, never retrained
 
-Every file is written atomically (:func:`resonance.store.atomic_path`). A run that stopped
+Every file is written atomically (:func:`resonance.io.atomic_path`). A run that stopped
 (crash, Ctrl-C, a raising ``callback``) resumes from ``resume.pt`` and ends bitwise identical to
 an uninterrupted one: the data generator, torch RNG, AdamW state and the running train-loss
-window are all restored. Same config, same thread count -> identical losses and weights.
+window are all restored. Same config, same torch version, thread count and CPU kernels ->
+identical losses and weights; these are recorded (:func:`resonance.seeding.numeric_environment`)
+in ``config.json``, ``resume.pt`` and ``complete.json``, and resuming under another thread count
+is refused. One process trains a run at a time: ``runs/<name>.lock`` (``fcntl.flock``) makes a
+second caller wait, so a concurrent ``force=True`` never deletes files under a running job.
 
 Data: each step draws ``batch_size`` contiguous windows of ``context + 1`` tokens from
 ``data.token_stream(corpus, "train", tokenizer)`` at offsets from a seeded ``torch.Generator``;
@@ -39,11 +43,12 @@ for auxiliary objectives).
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -55,11 +60,13 @@ import torch
 from torch import nn
 
 from . import models, paths
-from .seeding import seed_everything
-from .store import atomic_path, config_hash
+from .io import atomic_path, config_hash, read_json
+from .io import write_json as _write_json
+from .seeding import numeric_environment, seed_everything
 
 __all__ = ["TrainConfig", "TrainedModel", "train", "load_checkpoint", "checkpoint_steps",
-           "evaluate", "lr_at", "run_dir", "SYNTHETIC"]
+           "evaluate", "lr_at", "run_dir", "run_lock", "CorruptRunError", "NumericsChangedError",
+           "SYNTHETIC"]
 
 SYNTHETIC = "synthetic"
 HISTORY_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl"]
@@ -131,7 +138,7 @@ class TrainConfig:
 
     @property
     def key(self) -> str:
-        """12 hex digits of :func:`resonance.store.config_hash` over ``asdict(self)``."""
+        """12 hex digits of :func:`resonance.io.config_hash` over ``asdict(self)``."""
         return config_hash(asdict(self))
 
     @property
@@ -344,11 +351,6 @@ def _save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _write_json(path: Path, obj: Mapping) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def _config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
     d = dict(d)
     d["betas"] = tuple(d.get("betas", (0.9, 0.95)))
@@ -390,11 +392,13 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True,
     the smallest models train fastest on one thread.
     """
     if threads is None:
-        return _train(config, force, progress, model_factory, callback, resume_every)
+        with run_lock(config):
+            return _train(config, force, progress, model_factory, callback, resume_every)
     old = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
-        return _train(config, force, progress, model_factory, callback, resume_every)
+        with run_lock(config):
+            return _train(config, force, progress, model_factory, callback, resume_every)
     finally:
         torch.set_num_threads(old)
 
@@ -435,11 +439,11 @@ def _train(config: TrainConfig, force: bool, progress: bool,
     window_losses: list[float] = []
     step = 0
     _write_json(folder / "config.json", {"config": asdict(config), "vocab_size": vocab,
-                                         "key": config.key})
+                                         "key": config.key, "numerics": _numerics()})
 
     resume = folder / "resume.pt"
     if resume.is_file():
-        state = torch.load(resume, weights_only=False)
+        state = _load_resume(resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
@@ -452,7 +456,8 @@ def _train(config: TrainConfig, force: bool, progress: bool,
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-               "history": history, "window_losses": window_losses, "step": step}, resume)
+               "history": history, "window_losses": window_losses, "step": step,
+               "numerics": _numerics()}, resume)
 
     def record_eval() -> None:
         val = evaluate(model, val_windows, batch_size=max(config.batch_size, 32))
@@ -512,7 +517,7 @@ def _train(config: TrainConfig, force: bool, progress: bool,
                 tokens_per_s=(round(trained * config.tokens_per_step / wall, 1)
                               if wall > 0 and trained else None),
                 threads=torch.get_num_threads(), resumed_from=start_step,
-                final_val_loss=history[-1]["val_loss"])
+                final_val_loss=history[-1]["val_loss"], numerics=_numerics())
     _write_json(folder / "complete.json", info)
     resume.unlink(missing_ok=True)
     model.eval()
@@ -521,8 +526,8 @@ def _train(config: TrainConfig, force: bool, progress: bool,
 
 def _load_run(folder: Path, config: TrainConfig,
               model_factory: ModelFactory | None) -> TrainedModel:
-    info = json.loads((folder / "complete.json").read_text())
-    checkpoints = _list_checkpoints(folder)
+    info = read_json(folder / "complete.json", error=CorruptRunError, fix=_fix(folder))
+    checkpoints = _complete_checkpoints(folder, config)
     final = checkpoints[-1][0]
     model = load_checkpoint(folder, final, model_factory=model_factory)
     tokenizer = None
@@ -530,8 +535,7 @@ def _load_run(folder: Path, config: TrainConfig,
         from . import data
 
         tokenizer = data.tokenizer(config.tokenizer or config.corpus, vocab_size=config.vocab_size)
-    history = _history_frame(pd.read_csv(folder / "history.csv", float_precision="round_trip")
-                             .to_dict("records"))
+    history = _history_frame(_read_history(folder).to_dict("records"))
     return TrainedModel(model, tokenizer, config, history, checkpoints, folder, info)
 
 
@@ -550,7 +554,7 @@ def load_checkpoint(run: TrainedModel | TrainConfig | Path | str, step: int, *,
     meta_path = folder / "config.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"no training run at {folder}; train(config) first")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path, error=CorruptRunError, fix=_fix(folder))
     config = _config_from_dict(meta["config"])
     available = _list_checkpoints(folder)
     if step == -1 and available:
@@ -561,6 +565,121 @@ def load_checkpoint(run: TrainedModel | TrainConfig | Path | str, step: int, *,
                                 f"{[s for s, _ in available]}")
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
         model = _make_model(config, int(meta["vocab_size"]), model_factory)
-    model.load_state_dict(torch.load(path, weights_only=True))
+    model.load_state_dict(_torch_load(path, _fix(folder), weights_only=True))
     model.eval()
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing lost: one process per run, the numeric environment, damaged files named
+
+
+class CorruptRunError(RuntimeError):
+    """A file of a training run cannot be read (or the run lacks files it must have)."""
+
+
+class NumericsChangedError(RuntimeError):
+    """Resuming a run under a thread count other than the one it started with."""
+
+
+_HELD_LOCKS: set[str] = set()
+
+
+@contextlib.contextmanager
+def run_lock(config: TrainConfig):
+    """Hold ``runs/<name>.lock`` exclusively (``fcntl.flock``) while training ``config``.
+
+    A second process on the same config waits (with a warning naming the holder), then finds
+    the finished run; a concurrent ``force=True`` waits too, so it never deletes checkpoints
+    under a running job. The lock file sits beside the run folder (``force`` removes that).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    if config.name in _HELD_LOCKS:
+        raise RuntimeError(f"train() was called again on run {config.name} while this process "
+                           "trains it (from a callback?); that would wait for itself forever")
+    path = paths.CACHE / "runs" / f"{config.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            warnings.warn(f"run {config.name} is being trained by process {holder} (lock "
+                          f"{path}); waiting for it to finish", RuntimeWarning, stacklevel=3)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD_LOCKS.add(config.name)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(config.name)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _numerics() -> dict:
+    return numeric_environment(torch_too=True)
+
+
+def _fix(folder: Path) -> str:
+    return (f"train the config again with force=True (or delete {folder}) to retrain it; "
+            "never force a run another process may be using")
+
+
+def _torch_load(path: Path, fix: str, **kwargs) -> Any:
+    try:
+        return torch.load(path, **kwargs)
+    except Exception as err:  # RuntimeError (zip reader), EOFError, UnpicklingError, ...
+        raise CorruptRunError(f"{path} is damaged ({type(err).__name__}: {str(err)[:200]}); "
+                              f"{fix}") from None
+
+
+def _load_resume(resume: Path) -> dict:
+    """The resumable state, refused when this process's thread count differs from the run's."""
+    state = _torch_load(resume, f"delete {resume} to restart the run from step 0",
+                        weights_only=False)
+    then = (state.get("numerics") or {}).get("torch_threads")
+    now = torch.get_num_threads()
+    if then is not None and then != now:
+        raise NumericsChangedError(
+            f"{resume} was trained with {then} torch threads but this process uses {now}: the "
+            f"resumed run would not be bitwise identical to an uninterrupted one. Pass "
+            f"threads={then} to train(), or delete {resume} to restart from step 0")
+    old_torch = (state.get("numerics") or {}).get("torch")
+    if old_torch is not None and old_torch != torch.__version__:
+        warnings.warn(f"{resume} was written by torch {old_torch}, resuming under "
+                      f"{torch.__version__}: the run will not be bitwise reproducible",
+                      RuntimeWarning, stacklevel=3)
+    return state
+
+
+def _complete_checkpoints(folder: Path, config: TrainConfig) -> list[tuple[int, Path]]:
+    """A finished run's checkpoints; every scheduled one must be there."""
+    checkpoints = _list_checkpoints(folder)
+    expected = checkpoint_steps(config.n_steps, config.n_log_checkpoints,
+                                config.n_linear_checkpoints)
+    missing = sorted(set(expected) - {s for s, _ in checkpoints})
+    if missing:
+        raise CorruptRunError(f"run {folder} is marked complete but lacks the checkpoints of "
+                              f"steps {missing} ({len(checkpoints)} of {len(expected)}); "
+                              f"{_fix(folder)}")
+    return checkpoints
+
+
+def _read_history(folder: Path) -> pd.DataFrame:
+    path = folder / "history.csv"
+    try:
+        frame = pd.read_csv(path, float_precision="round_trip")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CorruptRunError(f"{path} cannot be read ({err}); {_fix(folder)}") from None
+    if list(frame.columns) != HISTORY_COLUMNS:
+        raise CorruptRunError(f"{path} has columns {list(frame.columns)}, expected "
+                              f"{HISTORY_COLUMNS}; {_fix(folder)}")
+    return frame

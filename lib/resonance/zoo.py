@@ -14,6 +14,10 @@ Sources
              (``load("inhouse-gpt2", d_model=..., n_layers=..., seed=..., tokens=...)``).
 ``hub``      any other Hugging Face id containing ``/`` (or any id with ``hub=True``), only when
              the hub can be reached or the model is already in the local Hugging Face cache.
+             The hub ids of packaged copies (:data:`HUB_ALIASES`, e.g.
+             ``sentence-transformers/all-MiniLM-L6-v2``) load the installed package, offline.
+``local``    a folder written by ``save_pretrained`` (a ``Path``, or a string naming an existing
+             folder); its key hashes the folder's config and weight files.
 
 Models that need a one-off assembly step (MPNet's split zip, Gemma's chunked GGUF) or a slow
 conversion (GGUF de-quantisation, 20-60 s) are assembled/converted once, atomically, into
@@ -39,11 +43,14 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .store import config_hash
+from .io import config_hash
+
+if TYPE_CHECKING:
+    import pandas
 
 MODALITIES = ("text", "vision")
 ZOO_EXTRA_HINT = ("run `make setup-zoo`, or `pip install -e .[zoo]` followed by `pip install "
@@ -321,6 +328,16 @@ _CATALOGUE = {
 }
 NAMES = tuple(_CATALOGUE)
 PACKAGED = tuple(n for n, e in _CATALOGUE.items() if e.source == "package")
+# Hugging Face ids (lowercase) whose packaged copy holds the same weights: load the package.
+HUB_ALIASES = {
+    "sentence-transformers/all-minilm-l6-v2": "minilm",
+    "sentence-transformers/all-mpnet-base-v2": "mpnet",
+}
+# Packaged quantisations of hub models: not the same weights, so never silently substituted.
+_QUANTISED = {
+    "huggingfacetb/smollm2-135m-instruct": ("smollm2-135m", "a Q4_1 GGUF quantisation"),
+    "google/gemma-3-270m": ("gemma3-270m", "a Q4_K_M GGUF quantisation"),
+}
 
 
 def _missing(entry: _Entry) -> builtins.list[str]:
@@ -398,15 +415,26 @@ _LOADED: "dict[tuple, ZooModel]" = {}
 _LRU_SIZE = 6
 
 
-def load(name: str, *, device: str | None = None, hub: bool = False, reload: bool = False,
-         **kwargs) -> ZooModel:
-    """Load a model by zoo name, in-house family (with training kwargs) or hub id.
+def load(name: str | os.PathLike, *, device: str | None = None, hub: bool = False,
+         reload: bool = False, **kwargs) -> ZooModel:
+    """Load a model by zoo name, in-house family (with training kwargs), hub id or local folder.
 
+    The hub id of a packaged copy (``"sentence-transformers/all-MiniLM-L6-v2"``) loads the
+    package offline (``hub=True`` or a ``revision=`` goes to the hub instead). A ``Path`` or a
+    string naming an existing folder loads that ``save_pretrained`` folder (``source="local"``).
     Results are kept in-process (the last ``6`` distinct ``(name, kwargs)``), so repeated calls
     are free; ``reload=True`` forces a fresh load.
     """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and name not in _CATALOGUE
+                                         and not hub and _is_local_folder(name)):
+        name = str(Path(name).expanduser().resolve())
+        local = True
+    else:
+        local = False
     if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+        raise ValueError(f"model name must be a non-empty string or a folder, got {name!r}")
+    if not local and not hub and "revision" not in kwargs and name.lower() in HUB_ALIASES:
+        name = HUB_ALIASES[name.lower()]
     device = device or _default_device()
     cache_key = (name, str(device), hub, json.dumps(kwargs, sort_keys=True, default=repr))
     if not reload and cache_key in _LOADED:
@@ -422,6 +450,8 @@ def load(name: str, *, device: str | None = None, hub: bool = False, reload: boo
         if why and entry.source == "package":
             raise ZooUnavailableError(f"packaged model {name!r} is not installed: {why}")
         model = globals()[entry.loader](entry, **kwargs)
+    elif local:
+        model = _load_local(Path(name), **kwargs)
     elif "/" in name or hub:
         model = _load_hub(name, **kwargs)
     else:
@@ -833,6 +863,12 @@ def _load_hub(name: str, revision: str | None = None, **kwargs) -> ZooModel:
     unreachable = unreachable.replace(f"(offline: {_hub_offline()})",
                                       "(HF_HUB_OFFLINE is set)" if _hub_offline()
                                       else "(no connection)")
+    if name.lower() in _QUANTISED:
+        packaged, what = _QUANTISED[name.lower()]
+        unreachable += (f". The packaged {packaged!r} is {what} of it (other weights): "
+                        f"load({packaged!r}) if that serves")
+    elif name.lower() in HUB_ALIASES:
+        unreachable += f". Its packaged copy loads offline as load({HUB_ALIASES[name.lower()]!r})"
     attempts = [True] if offline else [True, False]  # the local HF cache first
     last: Exception | None = None
     for local_only in attempts:
@@ -855,3 +891,51 @@ def _load_hub(name: str, revision: str | None = None, **kwargs) -> ZooModel:
         module.config = config
     identity = {"name": name, "revision": revision or getattr(config, "_commit_hash", None)}
     return _hf_model(name, None, module, tokenizer, identity, source="hub")
+
+
+# -- Local folders -----------------------------------------------------------------------------
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def _is_local_folder(name: str) -> bool:
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _folder_digest(folder: Path) -> str:
+    """SHA-256 over the names and bytes of a folder's config, tokenizer and weight files."""
+    import hashlib
+
+    from .io import file_sha256
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix in _WEIGHT_SUFFIXES or path.suffix == ".json" or path.suffix == ".txt":
+            digest.update(f"{path.relative_to(folder)}\0{file_sha256(path)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_local(folder: Path, **kwargs) -> ZooModel:
+    """A Hugging Face model saved in a folder (``save_pretrained``), labelled ``local``."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    if kwargs:
+        raise TypeError(f"local models take no options, got {sorted(kwargs)}")
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} has no config.json: a local model is a folder written by "
+                         "model.save_pretrained(folder) and tokenizer.save_pretrained(folder)")
+    with _quiet():
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, TypeError) as err:
+            raise ValueError(f"{folder} holds no tokenizer ({err}); save one beside the model "
+                             "with tokenizer.save_pretrained(folder)") from None
+        module = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    if getattr(config, "is_encoder_decoder", False):
+        module = module.get_encoder()
+        module.config = config
+    identity = {"name": folder.name, "local": _folder_digest(folder)}
+    return _hf_model(folder.name, None, module, tokenizer, identity, source="local")

@@ -479,7 +479,7 @@ def local_by_concept(bundle_or_table, n_boot: int = 1000, seed: int = 0) -> pd.D
 def _layer_maps(clouds: dict, config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     grids, maps = [], []
     for a, b in config["map_pairs"]:
-        table = metrics.layer_similarity(clouds[a], clouds[b], "cka_linear_debiased")
+        table = metrics.similarity_matrix(clouds[a], clouds[b], "cka_linear_debiased")
         best = metrics.best_layer_map(table)
         pair = f"{a}→{b}"
         grids.append(table.assign(pair=pair, model_a=a, model_b=b))

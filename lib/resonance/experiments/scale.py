@@ -95,13 +95,13 @@ def _pair_rows(config, models, layers, pairs) -> tuple[pd.DataFrame, pd.DataFram
             for measure in MEASURES:
                 best = metrics.best_layer_resonance(la, lb, measure, n_null=config["n_null"],
                                                     seed=config["seed"] + offset)
-                last = metrics.layer_similarity([la[-1]], [lb[-1]], measure)["value"].iloc[0]
+                last = metrics.similarity_matrix([la[-1]], [lb[-1]], measure)["value"].iloc[0]
                 rows.append({"kind": kind, "model_a": a, "model_b": b, "stimuli": stim,
                              "rung_a": info.at[a, "rung"], "rung_b": info.at[b, "rung"],
                              "params_a": info.at[a, "params"], "seed_a": info.at[a, "seed"],
                              "last_layers": last, **best})
                 if kind == "vs_largest" and stim == "concepts":
-                    traj = metrics.depth_trajectory(metrics.layer_similarity(la, lb, measure))
+                    traj = metrics.depth_trajectory(metrics.similarity_matrix(la, lb, measure))
                     trajectories.append(traj.assign(model_a=a, model_b=b, measure=measure,
                                                     rung_a=info.at[a, "rung"]))
     return pd.DataFrame(rows), pd.concat(trajectories, ignore_index=True)
@@ -134,7 +134,7 @@ def _identification(config, models, layers) -> pd.DataFrame:
         for a, b in combinations(group["model"], 2):
             la, lb = layers[a, "concepts"], layers[b, "concepts"]
             for measure, kwargs in IDENTIFICATION.items():
-                table = metrics.layer_similarity(la, lb, measure, **kwargs)
+                table = metrics.similarity_matrix(la, lb, measure, **kwargs)
                 rows.append({"rung": rung, "model_a": a, "model_b": b, "measure": measure,
                              "accuracy": metrics.layer_identification(table)})
     return pd.DataFrame(rows)
@@ -177,7 +177,7 @@ def _pretrained_rows(config, stims) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                     n_null=config["n_null"], seed=config["seed"] + i)
                 rows.append({"ladder": ladder, "model_a": a.name, "model_b": b.name,
                              "params_a": a.n_params, "params_b": b.n_params, **best})
-                table = metrics.layer_similarity(acts[a.name], acts[b.name], measure)
+                table = metrics.similarity_matrix(acts[a.name], acts[b.name], measure)
                 trajectories.append(metrics.depth_trajectory(table).assign(
                     ladder=ladder, model_a=a.name, model_b=b.name, measure=measure))
     if not rows:
@@ -196,7 +196,7 @@ def _examples(config, models, layers, stims) -> tuple[pd.DataFrame, pd.DataFrame
     for rung in picks:
         model = name(rung, seed0)
         la = layers[model, "concepts"]
-        grids.append(metrics.layer_similarity(la, layers[largest, "concepts"])
+        grids.append(metrics.similarity_matrix(la, layers[largest, "concepts"])
                      .assign(model_a=model, model_b=largest, rung_a=rung))
         diagrams += long_diagrams(topology.persistence(la[-1], maxdim=1, seed=config["seed"]),
                                   model=model, rung=rung)

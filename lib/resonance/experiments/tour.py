@@ -42,7 +42,7 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     X, Y = acts_a[config["layer_a"]], acts_b[config["layer_b"]]
     labels = list(stims.labels)
 
-    layer_table = metrics.layer_similarity(acts_a.layers, acts_b.layers, "cka_linear_debiased")
+    layer_table = metrics.similarity_matrix(acts_a.layers, acts_b.layers, "cka_linear_debiased")
     once = pd.DataFrame([{"measure": m, "value": similarity.similarity(X, Y, m, **ONCE.get(m, {}))}
                          for m in ONCE])
     geometric = metrics.global_resonance(

@@ -169,8 +169,8 @@ def topological_resonance(X: Any, Y: Any, dim: int = 1, metric: str = "wasserste
     ``X: (n, d1)`` and ``Y: (n, d2)`` are paired.  For each of ``n_subsamples`` random
     subsets of ``max_points`` stimuli (the same subset for both models; one pass over all
     rows when ``n <= max_points``), each cloud's pairwise ``cloud_metric`` distances are
-    divided by their ``quantile`` (default 0.9, as in RTD) so that shape, not scale, is
-    compared; the Rips ``H_dim`` diagrams are compared with :func:`diagram_distance`
+    divided by their ``quantile`` over the full matrix, zero diagonal included (default 0.9,
+    as in RTD), so that shape, not scale, is compared; the Rips ``H_dim`` diagrams are compared with :func:`diagram_distance`
     (``metric``, ``order``) and the distances averaged.  Invariant to rotation, translation
     and scaling of either cloud.  0 means identical diagrams; the value has no upper bound,
     so read it against the null: ``n_null > 0`` adds :func:`topological_null`.

@@ -12,9 +12,12 @@ import numpy as np
 from ripser import ripser
 from sklearn.metrics import pairwise_distances
 
-from .._checks import as_matrix, not_constant
+from .._checks import as_matrix, not_constant, scale_exponent, unit_scaled
 
 SUBSAMPLE_METHODS = ("random", "landmark")
+# Metrics with d(sx, sy) = s d(x, y): clouds of extreme magnitude are rescaled exactly before the
+# distances are computed (their squares would overflow) and the distances scaled back.
+_HOMOGENEOUS_METRICS = ("euclidean", "l2", "manhattan", "l1", "cityblock", "chebyshev")
 
 
 def min_points(maxdim: int) -> int:
@@ -55,6 +58,8 @@ def subsample(X: Any, m: int, method: str = "random", seed: int = 0,
         raise ValueError(f"method must be one of {SUBSAMPLE_METHODS}, got {method!r}")
     if m >= n:
         return np.arange(n)
+    if metric in _HOMOGENEOUS_METRICS:
+        X = unit_scaled(X)  # landmarks do not change with scale; squares of ~1e154 would overflow
     rng = np.random.default_rng(seed)
     if method == "random":
         return np.sort(rng.choice(n, size=int(m), replace=False))
@@ -75,17 +80,26 @@ def subsample(X: Any, m: int, method: str = "random", seed: int = 0,
     return idx
 
 
-def scaled_distances(X: np.ndarray, metric: str = "euclidean", quantile: float = 0.9) -> np.ndarray:
-    """Pairwise distances ``(n, n)`` of ``X`` divided by their ``quantile`` (off-diagonal pairs).
+QUANTILE_OVER = ("matrix", "pairs")
 
-    Dividing by a quantile of the pairwise distances makes the matrix scale-free, so two
-    clouds are compared by shape, not by the size of their activations.
+
+def scaled_distances(X: np.ndarray, metric: str = "euclidean", quantile: float = 0.9,
+                     quantile_over: str = "matrix") -> np.ndarray:
+    """Pairwise distances ``(n, n)`` of ``X`` divided by their ``quantile``.
+
+    ``quantile_over="matrix"`` (default, as the RTD authors do): the quantile of all ``n²``
+    entries, the zero diagonal included; ``"pairs"``: of the ``n(n-1)/2`` pairs ``i < j`` only
+    (this library's convention before 2026-12; a slightly larger scale, by O(1/n)). Dividing by a
+    quantile of the distances makes the matrix scale-free, so two clouds are compared by shape,
+    not by the size of their activations.
     """
     if not 0 < quantile <= 1:
         raise ValueError(f"quantile must lie in (0, 1], got {quantile}")
-    D = pairwise_distances(X, metric=metric)
-    iu = np.triu_indices(D.shape[0], k=1)
-    scale = float(np.quantile(D[iu], quantile))
+    if quantile_over not in QUANTILE_OVER:
+        raise ValueError(f"quantile_over must be one of {QUANTILE_OVER}, got {quantile_over!r}")
+    D = pairwise_distances(unit_scaled(X), metric=metric)  # exact rescale; normalised below
+    values = D if quantile_over == "matrix" else D[np.triu_indices(D.shape[0], k=1)]
+    scale = float(np.quantile(values, quantile))
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"the {quantile} quantile of the pairwise distances is {scale}: most "
                          "stimuli coincide, so there is no shape to normalise")
@@ -101,9 +115,26 @@ def finite_diagrams(dgms: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+# ripser works in float32 (max ~3.4e38, smallest normal ~1.2e-38): distance matrices whose largest
+# finite entry lies outside [2^-32, 2^32] are rescaled by a power of two first (exact both ways).
+_RIPSER_EXPONENT = 32
+
+
 def ripser_distance_matrix(D: np.ndarray, maxdim: int) -> list[np.ndarray]:
-    """Diagrams H0..H``maxdim`` (infinite bars dropped) of a distance matrix ``(n, n)``."""
-    return finite_diagrams(ripser(D, maxdim=maxdim, distance_matrix=True)["dgms"])
+    """Diagrams H0..H``maxdim`` (infinite bars dropped) of a distance matrix ``(n, n)``.
+
+    Ripser casts to float32, so a matrix of distances ~1e39 would overflow to inf (and return
+    empty diagrams) and one of ~1e-39 would underflow; such a matrix is scaled by a power of two
+    into float32's range and the diagrams scaled back, exactly.
+    """
+    finite = np.abs(D[np.isfinite(D)])
+    top = float(finite.max()) if finite.size else 0.0
+    exponent = 0
+    if top > 0 and not 2.0 ** -_RIPSER_EXPONENT <= top <= 2.0 ** _RIPSER_EXPONENT:
+        exponent = int(np.frexp(top)[1])
+        D = np.ldexp(D, -exponent)
+    dgms = finite_diagrams(ripser(D, maxdim=maxdim, distance_matrix=True)["dgms"])
+    return [np.ldexp(d, exponent) for d in dgms] if exponent else dgms
 
 
 def persistence(X: Any, maxdim: int = 1, max_points: int = 500,
@@ -135,7 +166,9 @@ def persistence(X: Any, maxdim: int = 1, max_points: int = 500,
         raise ValueError(f"max_points must be an integer >= {min_points(maxdim)} for "
                          f"maxdim={maxdim}, got {max_points!r}")
     idx = subsample(X, int(max_points), method=subsample_method, seed=seed, metric=metric)
-    D = pairwise_distances(X[idx], metric=metric)
+    exponent = scale_exponent(X) if metric in _HOMOGENEOUS_METRICS else 0
+    D = pairwise_distances(np.ldexp(X[idx], -exponent) if exponent else X[idx], metric=metric)
+    D = np.ldexp(D, exponent) if exponent else D  # ripser_distance_matrix rescales for float32
     return ripser_distance_matrix(D, maxdim)
 
 
