@@ -125,3 +125,12 @@ def test_cka_null_matches_library():
 def test_unknown_override_is_an_error():
     with pytest.raises(ValueError, match="unknown parameter"):
         cm.run("smoke", n_pair=5)
+
+
+def test_two_language_models_give_no_correlation_but_a_direction():
+    tables = _tables()
+    tables["competence"] = tables["competence"].iloc[:2]
+    meta = cm.summarise(tables)
+    assert np.isnan(meta["competence_rho"]) and meta["lm_best"] == "lm0"
+    assert meta["lm_best_aligns_most"]
+    assert "too few for a rank correlation" in cm.verdict(meta)
