@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .similarity import _cosine_gram_and_neighbours, _validated
+from .similarity import _cosine_neighbours, _validated
 
 __all__ = ["CLAMP_QUANTILE", "K", "neighbours", "knn_grid", "grid_alignment", "GridAlignment",
            "shuffles", "within_group_shuffles", "chance"]
@@ -40,7 +40,7 @@ def neighbours(X, k: int = K, clamp_quantile: float | None = CLAMP_QUANTILE,
                name: str = "X") -> np.ndarray:
     """Indices ``(n, k)`` of each row's k nearest other rows by cosine, after clamping."""
     X = _validated(X, name)
-    return _cosine_gram_and_neighbours(X, k, clamp_quantile, name)[1].astype(np.int64)
+    return _cosine_neighbours(X, k, clamp_quantile, name, values=False)[0]
 
 
 def chance(n: int, k: int = K) -> float:
