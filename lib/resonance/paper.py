@@ -45,6 +45,7 @@ FINDINGS = (
             "06_linear_connectivity"),
     Finding("07_finetuning_topology", "Does topology change mostly early in fine-tuning?",
             "07_finetuning_topology"),
+    Finding("08_measure_trust", "How far can each measure be trusted?", "08_measure_trust"),
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as _stats
@@ -52,6 +52,128 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
         return "n/a"
     return format(value, spec)
 
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cliff's δ = P(a > b) − P(a < b) over all pairs (−1 … 1; 0 = no dominance)."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("Cliff's delta needs at least one value per group")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("Cliff's delta got NaN or inf values")
+    diff = np.sign(a[:, None] - b[None, :])
+    return float(diff.mean())
+
+
+def _early_count(n_steps: int, early_fraction: float) -> int:
+    if not 0 < early_fraction < 1:
+        raise ValueError(f"early_fraction must lie in (0, 1), got {early_fraction}")
+    k = int(np.floor(n_steps * early_fraction + 1e-9))
+    if k < 1 or k >= n_steps:
+        raise ValueError(f"{n_steps} steps leave no early window of {early_fraction:.3g} of "
+                         f"them; use more checkpoints (at least {int(np.ceil(1 / early_fraction)) + 1})")
+    return k
+
+
+def concentration(velocity: Sequence[float], early_fraction: float = 1 / 3) -> float:
+    """Share of the total path travelled in the first steps: ``Σ_{t ≤ T/3} v_t / Σ_t v_t``.
+
+    ``velocity (T,)`` are non-negative step lengths between consecutive, evenly spaced
+    checkpoints (``v_1`` = checkpoint 0 → 1). The early window is the first
+    ``floor(T · early_fraction)`` steps, so a constant velocity gives that window's share
+    (1/3 when ``T`` is a multiple of 3). Undefined (``ValueError``) when every step is 0.
+    """
+    v = np.asarray(velocity, dtype=float).ravel()
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValueError("velocities must be finite and non-negative")
+    k = _early_count(v.size, early_fraction)
+    total = v.sum()
+    if total <= 0:
+        raise ValueError("every velocity is 0: nothing moved, so concentration is undefined")
+    return float(v[:k].sum() / total)
+
+
+def null_summary(observed: float, null: Sequence[float], uniform: float) -> dict[str, float]:
+    """C against null draws of it: C, null_mean, null_low / null_high (2.5 / 97.5 percentiles),
+    p_value = ``(1 + #{null ≥ C}) / (1 + n)`` (one-sided: front-loaded?), uniform, n_perm."""
+    null = np.asarray(null, dtype=float).ravel()
+    if null.size < 99:
+        raise ValueError(f"need >= 99 null draws for a p-value, got {null.size}")
+    return {"C": float(observed), "null_mean": float(null.mean()),
+            "null_low": float(np.quantile(null, 0.025)),
+            "null_high": float(np.quantile(null, 0.975)),
+            "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + null.size)),
+            "uniform": float(uniform), "n_perm": int(null.size)}
+
+
+def _check_n_perm(n_perm: Any) -> int:
+    if not isinstance(n_perm, (int, np.integer)) or n_perm < 99:
+        raise ValueError(f"n_perm must be an integer >= 99 for a p-value, got {n_perm!r}")
+    return int(n_perm)
+
+
+def concentration_test(velocity: Sequence[float], n_perm: int = 2000, seed: int = 0,
+                       early_fraction: float = 1 / 3) -> dict[str, float]:
+    """:func:`concentration` against a null that shuffles the order of the steps.
+
+    Each of ``n_perm`` draws permutes the velocities ``(T,)`` and recomputes C. Returns the
+    fields of :func:`null_summary`. A flat series sits at the null; a front-loaded one above.
+    """
+    v = np.asarray(velocity, dtype=float).ravel()
+    observed = concentration(v, early_fraction)
+    k = _early_count(v.size, early_fraction)
+    rng = np.random.default_rng([seed, 0xC0C])
+    perms = np.argsort(rng.random((_check_n_perm(n_perm), v.size)), axis=1)
+    null = v[perms][:, :k].sum(1) / v.sum()
+    return null_summary(observed, null, k / v.size)
+
+
+def path_velocity(distances: Any) -> np.ndarray:
+    """Consecutive steps ``D[t, t+1]`` ``(T,)`` of a checkpoint distance matrix ``(T+1, T+1)``."""
+    return np.diagonal(_distance_matrix(distances), offset=1).copy()
+
+
+def _distance_matrix(distances: Any) -> np.ndarray:
+    D = np.asarray(distances, dtype=float)
+    if D.ndim != 2 or D.shape[0] != D.shape[1] or D.shape[0] < 3:
+        raise ValueError(f"need a square (T+1, T+1) distance matrix with T+1 >= 3, got {D.shape}")
+    if not np.isfinite(D).all() or (D < 0).any():
+        raise ValueError("distances must be finite and non-negative")
+    if not np.allclose(D, D.T, rtol=1e-9, atol=1e-12):
+        raise ValueError("the distance matrix is not symmetric")
+    return D
+
+
+def checkpoint_permutation_null(distances: Any, n_perm: int = 2000, seed: int = 0,
+                                early_fraction: float = 1 / 3) -> np.ndarray:
+    """Null draws ``(n_perm,)`` of C for the path through checkpoints ``0..T``.
+
+    ``distances (T+1, T+1)``: any distance between every pair of checkpoints (diagram
+    distance, parameter distance, 1 − CKA). Each draw visits the checkpoints in a random
+    order ``π`` and takes ``v_t = D[π_t, π_{t+1}]``: the null keeps every distance the run
+    produced and forgets only which checkpoint came when. The same ``seed`` gives the same
+    permutations for every matrix of the same size (paired nulls across measures).
+    """
+    D = _distance_matrix(distances)
+    T = D.shape[0] - 1
+    k = _early_count(T, early_fraction)
+    rng = np.random.default_rng([seed, 0xC4E])
+    perms = np.argsort(rng.random((_check_n_perm(n_perm), T + 1)), axis=1)
+    steps = D[perms[:, :-1], perms[:, 1:]]  # (n_perm, T)
+    totals = steps.sum(1)
+    if (totals <= 0).any():
+        raise ValueError("a permuted path has length 0: the checkpoints all coincide")
+    return steps[:, :k].sum(1) / totals
+
+
+def checkpoint_permutation_test(distances: Any, n_perm: int = 2000, seed: int = 0,
+                                early_fraction: float = 1 / 3) -> dict[str, float]:
+    """:func:`concentration` of the observed path ``D[t, t+1]`` against
+    :func:`checkpoint_permutation_null`; returns the fields of :func:`null_summary`."""
+    D = _distance_matrix(distances)
+    T = D.shape[0] - 1
+    observed = concentration(np.diagonal(D, offset=1), early_fraction)
+    null = checkpoint_permutation_null(D, n_perm, seed, early_fraction)
+    return null_summary(observed, null, _early_count(T, early_fraction) / T)
 
 # --------------------------------------------------------------------------------------------
 # Resampling models, equivalence, permutation p-values, a unigram baseline (01, 02 and later)
@@ -238,3 +360,43 @@ def delete_d_jackknife_interval(value: float, replicates: Sequence[float], n: in
     half = float(_stats.norm.ppf((1 + ci) / 2) * se)
     low, high = bounds
     return float(np.clip(value - half, low, high)), float(np.clip(value + half, low, high))
+
+
+def seed_pair_bootstrap(values: Sequence[float], seeds_a: Sequence, seeds_b: Sequence,
+                        n_boot: int = 2000, ci: float = 0.95,
+                        seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a statistic measured on pairs of models, with a cluster-bootstrap interval that
+    resamples *seeds* (not pairs, which share seeds and are not independent).
+
+    ``values[i]`` belongs to the ordered pair ``(seeds_a[i], seeds_b[i])`` (several values per
+    pair are averaged). Each replicate draws the seeds with replacement and averages the pair
+    means over every drawn (a, b) with a and b distinct draws of distinct seeds. Needs >= 3
+    seeds for an interval; with 2 the interval is (nan, nan).
+    """
+    values = np.asarray(values, dtype=float)
+    a, b = np.asarray(seeds_a), np.asarray(seeds_b)
+    if not values.size or values.shape != a.shape or a.shape != b.shape:
+        raise ValueError(f"values, seeds_a and seeds_b must be equal-length and non-empty, got "
+                         f"{values.shape}, {a.shape}, {b.shape}")
+    if np.any(a == b):
+        raise ValueError("a pair of a seed with itself is not a cross-seed pair; drop it")
+    labels = np.unique(np.concatenate([a, b]))
+    index = {s: i for i, s in enumerate(labels.tolist())}
+    k = labels.size
+    total, count = np.zeros((k, k)), np.zeros((k, k))
+    np.add.at(total, ([index[s] for s in a.tolist()], [index[s] for s in b.tolist()]), values)
+    np.add.at(count, ([index[s] for s in a.tolist()], [index[s] for s in b.tolist()]), 1)
+    means = np.divide(total, count, out=np.full((k, k), np.nan), where=count > 0)
+    point = float(np.nanmean(means))
+    if k < 3:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for r in range(n_boot):
+        draw = rng.integers(0, k, k)
+        grid = means[np.ix_(draw, draw)]
+        grid = np.where(draw[:, None] == draw[None, :], np.nan, grid)
+        reps[r] = np.nanmean(grid) if np.isfinite(grid).any() else np.nan
+    reps = reps[np.isfinite(reps)]
+    low, high = np.quantile(reps, [(1 - ci) / 2, (1 + ci) / 2])
+    return point, float(low), float(high)

@@ -40,11 +40,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import data
+from . import data, paths
 
 __all__ = [
     "Stimuli", "CONCEPTS", "SUPERSENSES", "TEMPLATES", "concept_candidates", "concept_stimuli",
-    "corpus_stimuli", "image_stimuli", "check_length", "concept_occurrences",
+    "corpus_stimuli", "image_stimuli", "check_length", "concept_occurrences", "paired_stimuli",
+    "PAIRED_PACKAGES", "category_name", "coarse_category",
 ]
 
 # Noun lexicographer files (lexnames(5WN)): short name -> lex_filenum.
@@ -463,6 +464,217 @@ def image_stimuli(n: int = 500, size: int = 224, seed: int = 0,
     else:
         raise ValueError(f"source must be 'digits' or 'photos', got {source!r}")
     return Stimuli(f"images-{source}-{n}x{size}-s{seed}", None, images, labels, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Paired images and captions (Tux Paint stamps, Noto colour emoji)
+#
+# Real image-caption pairs from Debian packages, for cross-modal comparisons:
+#
+# - ``tuxpaint``: the PNG stamps of ``tuxpaint-stamps-default``; a stamp's caption is the first
+#   line of the ``.txt`` beside it ("A frog."); its category is its folder ("animals/birds").
+#   Transparent pixels go white, the stamp is cropped to its opaque part and padded square.
+# - ``emoji``: the fully-qualified single-codepoint emoji of ``emoji-test.txt`` (``unicode-data``)
+#   outside the "Component" group, rendered by Pillow from ``fonts-noto-color-emoji`` at size 109
+#   (the font's bitmap strike) with ``embedded_color=True`` on white; caption = the CLDR name
+#   ("grinning face"), category = group and subgroup ("Smileys & Emotion/face-smiling").
+#
+# Labels are ``"<source>/<category>"``; :func:`category_name` gives a label as words and
+# :func:`coarse_category` its first level (``"emoji/Smileys & Emotion"``, ``"tuxpaint/animals"``). Items whose normalised caption (lower case, letters and
+# digits only) or whose pixels repeat an earlier item are dropped (first kept; emoji first, then
+# stamps in sorted path order). Images are resized (Lanczos) to ``size`` x ``size``. The result
+# is cached in ``CACHE/stimuli`` under a hash of the inputs' file listing and the options.
+
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
+PAIRED_PACKAGES: dict[str, tuple[str, ...]] = {
+    "tuxpaint": ("tuxpaint-stamps-default",),
+    "emoji": ("fonts-noto-color-emoji", "unicode-data"),
+}
+EMOJI_FONT_SIZE = 109
+_PAIRED_FORMAT = 2
+
+
+def _missing_paired(source: str, path: Path) -> "data.MissingCorpusError":
+    pkgs = " ".join(PAIRED_PACKAGES[source])
+    return data.MissingCorpusError(
+        f"paired stimuli {source!r} need the Debian package(s) {pkgs} (no {path}): "
+        f"sudo apt-get install {pkgs} (or run `make setup` as root)")
+
+
+def category_name(label: str) -> str:
+    """The category of a paired label as words: ``"tuxpaint/animals/birds"`` -> ``"animals
+    birds"``; for emoji the subgroup only: ``"emoji/Smileys & Emotion/face-smiling"`` ->
+    ``"face smiling"``."""
+    source, _, category = label.partition("/")
+    if source == "emoji":
+        category = category.rsplit("/", 1)[-1]
+    return " ".join(re.sub(r"[^A-Za-z]+", " ", category).split()).lower()
+
+
+def coarse_category(label: str) -> str:
+    """The first level of a paired label: ``"tuxpaint/animals/birds"`` -> ``"tuxpaint/animals"``."""
+    return "/".join(label.split("/")[:2])
+
+
+def _caption_key(caption: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", caption.lower())
+
+
+def _square(rgba, size: int) -> np.ndarray:
+    """An RGBA PIL image on white, cropped to its opaque part, padded square, resized."""
+    from PIL import Image
+
+    rgba = rgba.convert("RGBA")
+    box = rgba.getchannel("A").getbbox() or (0, 0, *rgba.size)
+    rgba = rgba.crop(box)
+    side = max(rgba.size)
+    canvas = Image.new("RGBA", (side, side), (255, 255, 255, 255))
+    canvas.alpha_composite(rgba, ((side - rgba.size[0]) // 2, (side - rgba.size[1]) // 2))
+    return np.asarray(canvas.convert("RGB").resize((size, size), Image.LANCZOS), dtype=np.uint8)
+
+
+def _emoji_entries(test_file: Path) -> list[tuple[str, str, str]]:
+    """(character, CLDR name, "group/subgroup") of the fully-qualified single-codepoint emoji."""
+    entries, group, subgroup = [], "", ""
+    for line in test_file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# group:"):
+            group = line.split(":", 1)[1].strip()
+        elif line.startswith("# subgroup:"):
+            subgroup = line.split(":", 1)[1].strip()
+        elif line and not line.startswith("#") and ";" in line:
+            points, _, rest = line.partition(";")
+            status, _, comment = rest.partition("#")
+            codes = [c for c in points.split() if c.upper() != "FE0F"]
+            if status.strip() != "fully-qualified" or len(codes) != 1 or group == "Component":
+                continue
+            # comment: " 😀 E1.0 grinning face"
+            name = re.sub(r"^\s*\S+\s+E\d+\.\d+\s+", "", comment).strip()
+            char = "".join(chr(int(c, 16)) for c in points.split())
+            entries.append((char, name, f"{group}/{subgroup}"))
+    return entries
+
+
+def _emoji_pairs(font_file: Path, test_file: Path, size: int):
+    from PIL import Image, ImageDraw, ImageFont
+
+    for path in (font_file, test_file):
+        if not path.is_file():
+            raise _missing_paired("emoji", path)
+    font = ImageFont.truetype(str(font_file), EMOJI_FONT_SIZE)
+    for char, name, subgroup in _emoji_entries(test_file):
+        left, top, right, bottom = font.getbbox(char)
+        canvas = Image.new("RGBA", (max(right, 1), max(bottom, 1)), (255, 255, 255, 0))
+        ImageDraw.Draw(canvas).text((0, 0), char, font=font, embedded_color=True)
+        if canvas.getchannel("A").getbbox() is None:  # not in the font: a blank image
+            continue
+        yield _square(canvas, size), name, f"emoji/{subgroup}"
+
+
+def _stamp_files(stamps_dir: Path) -> list[tuple[Path, Path]]:
+    if not stamps_dir.is_dir():
+        raise _missing_paired("tuxpaint", stamps_dir)
+    return [(txt, txt.with_suffix(".png")) for txt in sorted(stamps_dir.rglob("*.txt"))
+            if txt.with_suffix(".png").is_file()]
+
+
+def _stamp_pairs(stamps_dir: Path, size: int):
+    from PIL import Image
+
+    for txt, png in _stamp_files(stamps_dir):
+        lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        caption = lines[0].strip() if lines else ""
+        if not caption or "=" in caption.split()[0]:  # no English line first
+            continue
+        with Image.open(png) as image:
+            pixels = _square(image, size)
+        category = txt.parent.relative_to(stamps_dir).as_posix()
+        yield pixels, caption, f"tuxpaint/{category}"
+
+
+def _listing(paths_: Sequence[Path]) -> list:
+    """Names and sizes of the input files: enough to notice an upgraded package."""
+    out = []
+    for path in paths_:
+        if path.is_dir():
+            out.append([str(path), [[p.relative_to(path).as_posix(), p.stat().st_size]
+                                    for p in sorted(path.rglob("*")) if p.suffix in (".txt", ".png")]])
+        elif path.is_file():
+            out.append([str(path), path.stat().st_size])
+        else:
+            out.append([str(path), None])
+    return out
+
+
+def paired_stimuli(sources: Sequence[str] = ("emoji", "tuxpaint"), size: int = 160,
+                   n: int | None = None, seed: int = 0, *, stamps_dir: Path | None = None,
+                   emoji_font: Path | None = None, emoji_test: Path | None = None,
+                   cache: bool = True) -> Stimuli:
+    """Image-caption pairs: ``images`` uint8 ``(n, size, size, 3)``, ``texts`` the captions,
+    ``labels`` ``"<source>/<category>"`` (see the section comment above).
+
+    ``n`` draws a seeded subset (kept in order); ``None`` keeps every pair. Raises
+    :class:`resonance.data.MissingCorpusError` naming the apt packages when a source is absent.
+    """
+    from .store import atomic_path, config_hash
+
+    if isinstance(sources, str):
+        sources = (sources,)
+    sources = tuple(sources)
+    unknown = [s for s in sources if s not in PAIRED_PACKAGES]
+    if unknown or not sources or len(set(sources)) != len(sources):
+        raise ValueError(f"sources must be distinct names from {sorted(PAIRED_PACKAGES)}, "
+                         f"got {list(sources)}")
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise ValueError(f"size must be an integer of at least 16 pixels, got {size!r}")
+    stamps_dir = Path(stamps_dir or TUXPAINT_STAMPS)
+    emoji_font, emoji_test = Path(emoji_font or EMOJI_FONT), Path(emoji_test or EMOJI_TEST)
+    inputs = {"emoji": [emoji_font, emoji_test], "tuxpaint": [stamps_dir]}
+    for source in sources:
+        for path in inputs[source]:
+            if not path.exists():
+                raise _missing_paired(source, path)
+    key = config_hash({"format": _PAIRED_FORMAT, "sources": list(sources), "size": int(size),
+                       "inputs": _listing([p for s in sources for p in inputs[s]])})
+    path = paths.CACHE / "stimuli" / f"paired-{'-'.join(sources)}-{size}-{key}.npz"
+    if cache and path.is_file():
+        with np.load(path, allow_pickle=False) as stored:
+            images, texts, labels = stored["images"], stored["texts"].tolist(), \
+                stored["labels"].tolist()
+    else:
+        images, texts, labels = [], [], []
+        seen_captions, seen_pixels = set(), set()
+        for source in sources:
+            pairs = (_emoji_pairs(emoji_font, emoji_test, size) if source == "emoji"
+                     else _stamp_pairs(stamps_dir, size))
+            for pixels, caption, label in pairs:
+                digest = hashlib.sha256(pixels.tobytes()).digest()
+                ckey = _caption_key(caption)
+                if not ckey or ckey in seen_captions or digest in seen_pixels:
+                    continue
+                seen_captions.add(ckey)
+                seen_pixels.add(digest)
+                images.append(pixels)
+                texts.append(caption)
+                labels.append(label)
+        images = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+        if cache:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, images=images, texts=np.array(texts, dtype=str),
+                             labels=np.array(labels, dtype=str))
+    full = Stimuli(f"paired-{'-'.join(sources)}-{len(labels)}x{size}", list(texts), images,
+                   list(labels), None, {"sources": sources})
+    if n is None:
+        return full
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(full):
+        raise ValueError(f"n must be an integer in [1, {len(full)}] (the number of pairs), "
+                         f"got {n!r}")
+    rng = np.random.default_rng([int(seed), 0x9A1])
+    picked = full.subset(np.sort(rng.choice(len(full), size=n, replace=False)))
+    picked.name = f"{full.name}-n{n}-s{seed}"
+    return picked
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""03_cross_modal: summarise/verdict on synthetic tables, and the small helpers (no models)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from resonance.experiments import cross_modal as cm
+
+
+def _tables(knn=0.10, null=0.01, within_share=0.5, name_knn=0.05, p=0.01, bpb=(1.0, 2.0, 3.0),
+            lm_knn=(0.09, 0.07, 0.05)):
+    vision = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+    rows, within_rows = [], []
+    base = {"n": 1000, "layer_v": 3, "layer_t": 2, "depth_v": 0.5, "depth_t": 0.5,
+            "knn_null_mean": null, "knn_null_high": null + 0.005, "chance": 10 / 999,
+            "knn_last": knn / 2, "cka": 0.3, "cka_null_high": 0.02, "cka_p": 0.01}
+    texts = [("minilm", "pretrained", knn), ("mpnet", "pretrained", knn)] + \
+        [(f"lm{i}", "pretrained", k) for i, k in enumerate(lm_knn)] + \
+        [("minilm-random", "random", 0.02), ("wordllama", "static", 0.04)]
+    for i, v in enumerate(vision):
+        for t, kind, value in texts:
+            value = value + 0.001 * i  # alignment rises with the ImageNet order
+            rows.append({**base, "vision": v, "text": t, "text_input": "caption",
+                         "knn": value, "knn_p": p, "vision_kind": "pretrained", "text_kind": kind})
+            if kind != "random":
+                rows.append({**base, "vision": v, "text": t, "text_input": "category_name",
+                             "knn": name_knn, "knn_p": p, "vision_kind": "pretrained",
+                             "text_kind": kind})
+                within_rows.append({"vision": v, "text": t, "text_kind": kind,
+                                    "within_mean": null + within_share * (value - null),
+                                    "within_high": value, "within_low": null})
+    for kind, name, value in (("random", "lite0-random", 0.015), ("pixels", "pixels", 0.03)):
+        for t, tkind, _ in texts:
+            rows.append({**base, "vision": name, "text": t, "text_input": "caption",
+                         "knn": value, "knn_p": 0.5, "vision_kind": kind, "text_kind": tkind})
+    sweep = pd.DataFrame([{"vision": v, "text": "minilm", "n": n, "draw": 0,
+                           "knn": 0.3 * 128 / n, "knn_shuffled": 10 / n, "chance": 10 / (n - 1),
+                           "cka": 0.3} for v in vision for n in (128, 512, 1000)])
+    topology = pd.DataFrame([{"measure": "rtd", "value": 4.0, "null_low": 4.5, "null_mean": 5.0,
+                              "p_value": 0.01},
+                             {"measure": "persistence_distance", "value": 0.5, "null_low": 0.3,
+                              "null_mean": 0.6, "p_value": 0.2}])
+    local = pd.DataFrame([{"concept": c, "measure": "cka_linear_debiased", "value": v,
+                           "p_value": q} for c, v, q in (("emoji/a", 0.4, 0.01),
+                                                         ("tuxpaint/b", 0.1, 0.3))])
+    contrastive = pd.DataFrame([{"seed": s, "towers_knn": 0.4 + 0.01 * s, "inputs_knn": 0.08,
+                                 "inputs_grid_knn": 0.1, "towers_cka": 0.8, "inputs_cka": 0.3,
+                                 "towers_top1": 0.2, "n_test": 500, "chance_top1": 1 / 500,
+                                 "towers_p": 0.01} for s in range(5)])
+    functional = pd.DataFrame([{"vision": v, "text": "minilm", "top5": 0.05, "top1": 0.01,
+                                "chance_top5": 0.01, "shuffled_top5_mean": 0.011,
+                                "p_top5": 0.01, "n_test": 500, "median_rank": 100.0}
+                               for v in vision])
+    competence = pd.DataFrame({"text": ["lm0", "lm1", "lm2"], "kind": "pretrained",
+                               "bpb": list(bpb), "params": [3, 2, 1]})
+    return {"pairs": pd.DataFrame(rows), "within_category": pd.DataFrame(within_rows),
+            "sweep": sweep, "topology": topology, "local": local, "contrastive": contrastive,
+            "functional": functional, "competence": competence}
+
+
+def test_summarise_headline_numbers():
+    meta = cm.summarise(_tables())
+    assert meta["primary_vision"] == "efficientnet-lite0" and meta["primary_text"] == "minilm"
+    assert meta["knn"] == pytest.approx(0.10)
+    assert meta["knn_ratio"] == pytest.approx(0.10 / (10 / 999))
+    # within-category share = (within - null) / (knn - null), here 50 % for every pair
+    assert meta["within_share"] == pytest.approx(0.5)
+    assert meta["name_ratio"] < 1
+    assert meta["random_vision_knn"] == pytest.approx(0.015)
+    assert meta["pixels_knn"] == pytest.approx(0.03)
+    assert meta["static_knn"] == pytest.approx(0.04 + 0.001)  # mean over the three Lites
+    assert meta["sweep_knn_small"] > meta["sweep_knn_all"] and meta["sweep_knn_falls_all"]
+    assert meta["towers_gain"] == pytest.approx(np.mean([(0.4 + 0.01 * s) / 0.1 for s in range(5)]))
+    # lower bits per byte goes with higher alignment: rho = +1
+    assert meta["competence_rho"] == pytest.approx(1.0)
+    assert meta["vision_order_increasing"] == meta["vision_order_n"] == 5  # released text models
+    assert meta["local_best"] == "emoji/a" and meta["local_significant"] == 1
+    assert meta["real_all_significant"]
+
+
+def test_competence_correlation_can_come_out_negative():
+    meta = cm.summarise(_tables(bpb=(3.0, 2.0, 1.0)))
+    assert meta["competence_rho"] == pytest.approx(-1.0)
+    assert "+" not in f"{meta['competence_rho']:+.2f}"[:1]
+
+
+def test_verdict_states_each_control_with_numbers():
+    text = cm.verdict(cm.summarise(_tables()))
+    assert "keeps 50% of the above-null alignment" in text
+    assert "all above their null" in text
+    assert "mutual 10-NN falls from" in text
+    assert "4.2× the unimodal models' 0.100" in text
+    assert "Spearman ρ between competence" in text and "+1.00" in text
+    assert "3 of 3 model pairs beat their shuffled maps" in text
+
+
+def test_verdict_when_alignment_is_not_significant():
+    text = cm.verdict(cm.summarise(_tables(p=0.4)))
+    assert "not all above their null" in text
+
+
+def test_pixel_features_and_retrieval():
+    images = np.zeros((3, 16, 16, 3), np.uint8)
+    images[1] = 255
+    feats = cm.pixel_features(images, side=4)
+    assert feats.shape == (3, 48) and feats[1].min() == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    T = rng.standard_normal((20, 5))
+    perfect = cm._retrieval(T.copy(), T)
+    assert perfect["top1"] == 1.0 and perfect["median_rank"] == 1.0
+    noise = cm._retrieval(rng.standard_normal((20, 5)), T)
+    assert noise["top1"] < 0.5
+
+
+def test_cka_null_matches_library():
+    from resonance import similarity
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((40, 6)), rng.standard_normal((40, 4))
+    perm = rng.permutation(40)
+    value, null = cm._cka_with_null(X, Y, [perm])
+    assert value == pytest.approx(similarity.cka(X, Y, debiased=True))
+    assert null[0] == pytest.approx(similarity.cka(X, Y[perm], debiased=True))
+
+
+def test_unknown_override_is_an_error():
+    with pytest.raises(ValueError, match="unknown parameter"):
+        cm.run("smoke", n_pair=5)
+
+
+def test_two_language_models_give_no_correlation_but_a_direction():
+    tables = _tables()
+    tables["competence"] = tables["competence"].iloc[:2]
+    meta = cm.summarise(tables)
+    assert np.isnan(meta["competence_rho"]) and meta["lm_best"] == "lm0"
+    assert meta["lm_best_aligns_most"]
+    assert "too few for a rank correlation" in cm.verdict(meta)
