@@ -1,4 +1,4 @@
-"""Tests of resonance.decoding and resonance.topology.features (moved from 02_architecture)."""
+"""Tests of resonance.decoding and resonance.topology.features."""
 
 import numpy as np
 import pytest
@@ -71,26 +71,6 @@ def test_grouped_classifier_rejects_bad_input():
         A.grouped_classification(X2, y, g, n_perm=5, n_boot=5)
 
 
-def test_single_feature_accuracy_ranks_the_informative_feature_first():
-    X, y, g = _blobs(shift=4.0, n_feat=3)
-    X = np.column_stack([X[:, 0], np.random.default_rng(2).standard_normal(len(y))])
-    table = A.single_feature_accuracy(X, y, g, ["informative", "noise"])
-    assert table["feature"].iloc[0] == "informative"
-
-
-def test_concept_accuracy_matches_sklearn_knn():
-    from sklearn.model_selection import LeaveOneOut, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-    rng = np.random.default_rng(3)
-    X, y, _ = _blobs(n_groups=1, per=15, shift=2.0, seed=3)
-    X = X + 0.1 * rng.standard_normal(X.shape)
-    ours = A.concept_accuracy(X, y, k=5)
-    knn = KNeighborsClassifier(n_neighbors=5, metric="cosine")
-    theirs = cross_val_score(knn, X, y, cv=LeaveOneOut()).mean()
-    assert ours == pytest.approx(theirs, abs=0.05)
-    assert ours > 0.5  # chance is 1/3
-
-
 def test_normalise_scale_removes_scale_but_not_shape():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 5))
@@ -103,13 +83,6 @@ def test_normalise_scale_removes_scale_but_not_shape():
         7.5 * T.scale_features(X)["scale_median_distance"])
     with pytest.raises(ValueError, match="zero median"):
         T.normalise_scale(np.ones((5, 3)))
-
-
-def test_mapper_purity():
-    graph = {"nodes": {"a": [0, 1, 2, 3], "b": [4, 5]}}
-    assert T.mapper_purity(graph, ["x", "x", "x", "y", "y", "z"]) == pytest.approx(4 / 6)
-
-
 
 
 def test_concept_decodability_needs_concept_structure_that_generalises_across_words():

@@ -9,8 +9,6 @@
 - :func:`concept_decodability` -- the capability gate: concept labels decoded from held-out
   *words* (GroupKFold over words, so a model must generalise across words, not recognise
   one), with a bootstrap interval over words.
-- :func:`concept_accuracy` -- leave-one-out cosine k-NN accuracy (label-free of any fit).
-- :func:`single_feature_accuracy` -- which single feature names the label best.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (GroupKFold, LeaveOneGroupOut, cross_val_predict,
                                      permutation_test_score)
@@ -26,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 __all__ = ["grouped_classification", "nested_increment", "concept_decodability",
-           "concept_accuracy", "single_feature_accuracy", "balanced_accuracy", "bootstrap_mean"]
+           "balanced_accuracy"]
 
 
 def _classifier(seed: int, C: float = 0.5):
@@ -146,43 +143,3 @@ def concept_decodability(X: np.ndarray, labels: Sequence[str], words: Sequence[s
     return {"accuracy": acc, "ci_low": low, "ci_high": high,
             "chance": 1.0 / len(np.unique(labels)), "n_words": int(len(np.unique(words))),
             "n": int(len(labels))}
-
-
-def concept_accuracy(X: np.ndarray, labels: Sequence[str], k: int = 5) -> float:
-    """Leave-one-out cosine k-NN accuracy of the concept labels (ties: first concept)."""
-    X = np.asarray(X, dtype=np.float64)
-    labels = np.asarray(labels)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError("a stimulus has a zero vector: cosine neighbours are undefined")
-    U = X / norms
-    S = U @ U.T
-    np.fill_diagonal(S, -np.inf)
-    neighbours = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    names, codes = np.unique(labels, return_inverse=True)
-    votes = np.zeros((len(X), len(names)), dtype=int)
-    np.add.at(votes, (np.repeat(np.arange(len(X)), k), codes[neighbours].ravel()), 1)
-    return float(np.mean(votes.argmax(1) == codes))
-
-
-def single_feature_accuracy(X: np.ndarray, y: Sequence, groups: Sequence, names: Sequence[str],
-                            seed: int = 0) -> pd.DataFrame:
-    """Grouped-CV balanced accuracy of the classifier on each feature alone, best first."""
-    X, y, groups = _check_rows(X, y, groups)
-    rows = []
-    for j, name in enumerate(names):
-        acc = (1.0 / len(np.unique(y)) if np.ptp(X[:, j]) == 0
-               else _cv_accuracy(X[:, [j]], y, groups, seed))
-        rows.append({"feature": name, "accuracy": acc})
-    return pd.DataFrame(rows).sort_values(["accuracy", "feature"], ascending=[False, True],
-                                          ignore_index=True)
-
-
-def bootstrap_mean(values: Sequence[float], n_boot: int, seed: int) -> tuple[float, float, float]:
-    """Mean and 95 % percentile-bootstrap interval of independent ``values``."""
-    v = np.asarray(values, float)
-    if v.size == 0:
-        raise ValueError("no values to average")
-    rng = np.random.default_rng([seed, 0xC1])
-    boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(1) if n_boot else np.array([v.mean()])
-    return float(v.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))

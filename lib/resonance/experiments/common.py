@@ -39,7 +39,7 @@ RECIPE = {
               "batch_size": 16, "lr": 2e-3, "warmup": 30, "eval_every": 25,
               "eval_tokens": 32_768},
 }
-# The recipe of the gated redesign of 01/02 (issue 13; ``scale_gated``, ``architecture_gated``):
+# The recipe of the gated redesign of 01/02 (issue 13; ``scale``, ``architecture``):
 # 200k tokens (98 steps), so that 01's ladder (4 widths x 5 seeds) and 02's matched Llama and
 # GRU (3 seeds) train in about 20 CPU-minutes together (single-threaded: ~25-40 CPU-s a model).
 RECIPE_GATED = {"smoke": RECIPE["smoke"],

@@ -22,7 +22,7 @@ from .persistence import betti_curve, persistence, subsample
 from .rtd import rtd, rtd_barcode
 from .summary import SUMMARY_FEATURES, persistence_summary, persistent_entropy, total_persistence
 from .features import (MAPPER_FEATURES, SCALE_FEATURES, gaussian_h1_diagrams, h1_diagram,
-                       mapper_purity, normalise_scale, scale_features, topo_features)
+                       normalise_scale, scale_features, topo_features)
 
 __all__ = [
     "subsample", "persistence", "betti_curve",
@@ -30,6 +30,6 @@ __all__ = [
     "diagram_distance", "topological_resonance", "topological_null", "ResonanceResult",
     "rtd", "rtd_barcode",
     "mapper_graph", "mapper_html", "mapper_stats", "draw_mapper", "compare_mapper",
-    "normalise_scale", "scale_features", "mapper_purity", "topo_features", "h1_diagram",
+    "normalise_scale", "scale_features", "topo_features", "h1_diagram",
     "gaussian_h1_diagrams", "MAPPER_FEATURES", "SCALE_FEATURES",
 ]

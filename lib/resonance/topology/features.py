@@ -3,13 +3,11 @@
 ``normalise_scale`` divides a cloud by its median pairwise distance, so two architectures
 whose states differ only in norm (a GRU's are 5-10x smaller than a transformer's) look alike;
 ``scale_features`` keeps exactly what that division removes; ``topo_features`` is the
-41-feature persistence summary plus Mapper statistics; ``mapper_purity`` reads labels and so
-measures semantics, not topology.
+41-feature persistence summary plus Mapper statistics.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 from scipy.spatial.distance import pdist
@@ -22,7 +20,7 @@ MAPPER_FEATURES = ("mapper_nodes", "mapper_edges", "mapper_components", "mapper_
                    "mapper_mean_node_size", "mapper_coverage")
 SCALE_FEATURES = ("scale_median_distance", "scale_mean_norm", "scale_total_variance")
 
-__all__ = ["normalise_scale", "scale_features", "mapper_purity", "topo_features",
+__all__ = ["normalise_scale", "scale_features", "topo_features",
            "MAPPER_FEATURES", "SCALE_FEATURES"]
 
 
@@ -43,17 +41,6 @@ def scale_features(X: np.ndarray) -> dict[str, float]:
     return {"scale_median_distance": float(np.median(pdist(X))),
             "scale_mean_norm": float(np.linalg.norm(X, axis=1).mean()),
             "scale_total_variance": float(X.var(0).sum())}
-
-
-def mapper_purity(graph: dict, labels: Sequence[str]) -> float:
-    """Size-weighted mean share of each Mapper node's majority label (1 = pure nodes)."""
-    labels = np.asarray(labels)
-    hits = total = 0
-    for members in graph["nodes"].values():
-        _, counts = np.unique(labels[members], return_counts=True)
-        hits += counts.max()
-        total += len(members)
-    return float(hits / total) if total else 0.0
 
 
 def topo_features(X: np.ndarray, seed: int = 0, max_points: int = 1000,
