@@ -59,7 +59,7 @@ apt:
 		echo "warning: missing Debian packages: $$missing (sudo apt-get install $$missing)"; \
 	fi
 
-test: setup
+test: setup-zoo
 	@$(MAKE) --no-print-directory unit smoke nbval
 
 unit: setup
@@ -71,7 +71,7 @@ smoke: setup
 		$(PY) -m resonance.notebooks --profile smoke --output build/smoke
 
 # The committed notebooks re-run from committed results; outputs compared as text.
-nbval: setup
+nbval: setup-zoo
 	RESONANCE_FIGURES=$(CURDIR)/build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name python3
 
