@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resonance.experiments import resonance_transformer_plateau as rtx
+from resonance.experiments import resonance_transformer as rtx
 
 CONFIG = {**rtx.SIZES["smoke"], "seed": 0, "n_seeds": 5, "tokens": 1000, "n_seeds_ablation": 3,
           "configs": list(rtx.CONFIGS)}
