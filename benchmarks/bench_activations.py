@@ -21,15 +21,14 @@ Writes ``benchmarks/results/activations.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _record import machine, write
 from resonance import activations, zoo
 from resonance.stimuli import Stimuli
 
@@ -147,16 +146,11 @@ def main() -> None:
           f"-{thr['sorting_saves_positions_pct']} %)")
     result = {
         "throughput": thr, "load": loads,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},
+        "machine": machine(load_before),
         "model_cache": str(zoo.model_cache()),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write(OUT, result)
 
 
 if __name__ == "__main__":

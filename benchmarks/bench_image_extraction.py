@@ -20,14 +20,13 @@ Writes ``benchmarks/results/image_extraction.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from _record import machine, write
 from resonance import activations, stimuli, zoo
 
 OUT = Path(__file__).resolve().parent / "results" / "image_extraction.json"
@@ -89,16 +88,11 @@ def main() -> None:
               f"{row['preprocess_cpu_s']} CPU s of {row['extract_cpu_s']}")
     result = {
         "models": rows,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},
+        "machine": machine(load_before),
         "note": "measured while other jobs shared the machine: CPU seconds are the robust number",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write(OUT, result)
 
 
 if __name__ == "__main__":
