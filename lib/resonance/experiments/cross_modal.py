@@ -122,16 +122,16 @@ def _deep_layers(model, stims) -> list[np.ndarray]:
 
 def _model_entries(config: dict) -> tuple[list[dict], list[dict]]:
     """(vision entries, text entries): name, kind, loader; loaded lazily in :func:`_features`."""
-    vision = [{"name": m, "kind": "pretrained"} for m in config["vision"]]
-    if config["random_init"]:
-        vision.append({"name": f"{config['vision'][0]}-random", "kind": "random",
-                       "base": config["vision"][0]})
+    def pretrained(names: list[str]) -> list[dict]:
+        entries = [{"name": m, "kind": "pretrained"} for m in names]
+        if config["random_init"]:  # a random-init twin of the first model
+            entries.append({"name": f"{names[0]}-random", "kind": "random", "base": names[0]})
+        return entries
+
+    vision = pretrained(config["vision"])
     if config["pixels"]:
         vision.append({"name": "pixels", "kind": "pixels"})
-    text = [{"name": m, "kind": "pretrained"} for m in config["text"]]
-    if config["random_init"]:
-        text.append({"name": f"{config['text'][0]}-random", "kind": "random",
-                     "base": config["text"][0]})
+    text = pretrained(config["text"])
     if config["static"]:
         text.append({"name": "wordllama", "kind": "static"})
     for d_model, n_layers in config["ladder"]:
