@@ -22,7 +22,8 @@ import pandas as pd
 
 from . import metrics
 
-__all__ = ["token_strings", "aligned_tokens", "positional_trajectory"]
+__all__ = ["token_strings", "aligned_tokens", "positional_trajectory", "word_end_rows",
+           "word_end_pairs"]
 
 
 def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -133,3 +134,50 @@ def positional_trajectory(tokens_a: Any, tokens_b: Any, positions: Sequence[int]
         null_mean=nulls.mean(0), null_low=np.quantile(nulls, alpha, axis=0),
         null_high=np.quantile(nulls, 1 - alpha, axis=0),
         p_value=(1 + (nulls >= value).sum(0)) / (1 + n_null))
+
+
+def word_end_rows(acts, tokenizer: Any, texts: Sequence[str]) -> list[dict[int, int]]:
+    """For each text, ``word index -> row`` of token-level ``acts``: the row of the token that
+    holds the word's last character (found through the tokenizer's character offsets, so it
+    works for any tokenizer). Words are runs of letters, digits or apostrophes."""
+    import re
+
+    items = _items(acts, "acts")
+    if len(texts) != acts.n_items:
+        raise ValueError(f"got {len(texts)} texts for activations of {acts.n_items} stimuli")
+    enc = tokenizer(list(texts), return_offsets_mapping=True)
+    out = []
+    for i, text in enumerate(texts):
+        offsets = enc["offset_mapping"][i]
+        rows = items[i][np.argsort(acts.positions[items[i]], kind="stable")]
+        if len(rows) != len(offsets):
+            raise ValueError(f"text {i} has {len(rows)} token rows but the tokenizer gives "
+                             f"{len(offsets)} tokens: pass the tokenizer the activations came from")
+        ends = [m.end() for m in re.finditer(r"[\w']+", text)]
+        where, t = {}, 0
+        for w, end in enumerate(ends):
+            while t < len(offsets) and not (offsets[t][0] <= end - 1 < offsets[t][1]):
+                t += 1
+            if t == len(offsets):
+                break
+            where[w] = int(rows[t])
+        out.append(where)
+    return out
+
+
+def word_end_pairs(acts_a, acts_b, tokenizer_a: Any, tokenizer_b: Any, texts: Sequence[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of two models' token-level activations on the same ``texts`` read at the same word's
+    end (:func:`word_end_rows`), for tokenizers that cut words differently. Returns
+    ``(rows_a, rows_b, items)`` with the text index of each pair."""
+    if acts_a.stimuli_key != acts_b.stimuli_key:
+        raise ValueError("the activations hold different stimuli: extract both on the same texts")
+    ra, rb = word_end_rows(acts_a, tokenizer_a, texts), word_end_rows(acts_b, tokenizer_b, texts)
+    rows_a, rows_b, items = [], [], []
+    for i, (wa, wb) in enumerate(zip(ra, rb)):
+        for w in sorted(set(wa) & set(wb)):
+            rows_a.append(wa[w])
+            rows_b.append(wb[w])
+            items.append(i)
+    return (np.asarray(rows_a, np.int64), np.asarray(rows_b, np.int64),
+            np.asarray(items, np.int64))
