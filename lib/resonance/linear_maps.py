@@ -21,7 +21,9 @@ import numpy as np
 
 __all__ = ["ALPHAS", "LinearMap", "fit", "quality", "baselines", "fit_shuffled", "row_errors"]
 
-ALPHAS = np.logspace(-2, 6, 9)
+# Penalties relative to the data: fit() rescales X to unit mean squared (centred) norm per row
+# first, so one grid serves layers of any scale (Gemma's residual stream is ~100x SmolLM2's).
+ALPHAS = np.logspace(-1, 4, 6)
 
 
 @dataclass
@@ -57,15 +59,17 @@ def _check_pair(X, Y, what: str = "X, Y") -> tuple[np.ndarray, np.ndarray]:
 
 def fit(X: np.ndarray, Y: np.ndarray, alphas=ALPHAS) -> LinearMap:
     """Ridge regression of ``Y: (n, d_out)`` on ``X: (n, d_in)`` with an intercept; one penalty
-    for all outputs, chosen among ``alphas`` by efficient leave-one-out CV (``RidgeCV``)."""
+    for all outputs, chosen among ``alphas`` by efficient leave-one-out CV (``RidgeCV``) after
+    ``X`` is divided by its root mean squared centred row norm (``alpha`` is in those units)."""
     from sklearn.linear_model import RidgeCV
 
     X, Y = _check_pair(X, Y)
     alphas = np.asarray(alphas, dtype=float)
     if alphas.ndim != 1 or not len(alphas) or (alphas <= 0).any():
         raise ValueError(f"alphas must be a non-empty list of positive penalties, got {alphas}")
-    model = RidgeCV(alphas=alphas, fit_intercept=True).fit(X, Y)
-    return LinearMap(coef=np.asarray(model.coef_, dtype=np.float64).T,
+    scale = float(np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean())) or 1.0
+    model = RidgeCV(alphas=alphas, fit_intercept=True).fit(X / scale, Y)
+    return LinearMap(coef=np.asarray(model.coef_, dtype=np.float64).T / scale,
                      intercept=np.asarray(model.intercept_, dtype=np.float64),
                      alpha=float(model.alpha_), y_mean=Y.mean(0))
 
@@ -101,16 +105,18 @@ def quality(m: LinearMap, X_test: np.ndarray, Y_test: np.ndarray) -> dict[str, f
     return {**_scores(m.predict(X_test), Y_test, m.y_mean), "alpha": m.alpha}
 
 
-def baselines(X_train, Y_train, X_test, Y_test, seed: int = 0,
-              alphas=ALPHAS) -> dict[str, dict[str, float]]:
+def baselines(X_train, Y_train, X_test, Y_test, seed: int = 0, alphas=ALPHAS,
+              shuffled: "LinearMap | None" = None) -> dict[str, dict[str, float]]:
     """What a map must beat: ``mean`` (predict the training mean of ``Y`` for every row) and
-    ``shuffled`` (a ridge map fitted on training pairs whose rows of ``Y`` were permuted)."""
+    ``shuffled`` (a ridge map fitted on training pairs whose rows of ``Y`` were permuted; pass
+    one already fitted by :func:`fit_shuffled` to reuse it)."""
     X_train, Y_train = _check_pair(X_train, Y_train, "X_train, Y_train")
     Y_test = np.asarray(Y_test, dtype=np.float64)
     y_mean = Y_train.mean(0)
     mean_scores = _scores(np.broadcast_to(y_mean, Y_test.shape), Y_test, y_mean)
     mean_scores["cos_centred"] = 0.0  # a constant prediction has no centred direction
-    shuffled = fit_shuffled(X_train, Y_train, seed, alphas)
+    if shuffled is None:
+        shuffled = fit_shuffled(X_train, Y_train, seed, alphas)
     return {"mean": mean_scores, "shuffled": quality(shuffled, X_test, Y_test)}
 
 

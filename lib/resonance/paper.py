@@ -41,8 +41,8 @@ FINDINGS = (
             "04_resonance_transformer"),
     Finding("05_semantic_routing", "Does cosine-anchor (semantic resonance) routing beat "
             "linear routing?", "05_semantic_routing"),
-    Finding("06_linear_connectivity", "Do linear maps between models carry steering vectors?",
-            "06_linear_connectivity"),
+    Finding("06_linear_steering", "Do linear maps between models carry steering vectors?",
+            "06_linear_steering"),
     Finding("07_finetuning_topology", "Does topology change mostly early in fine-tuning?",
             "07_finetuning_topology"),
     Finding("08_measure_trust", "How far can each measure be trusted?", "08_measure_trust"),

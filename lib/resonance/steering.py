@@ -26,7 +26,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["lexicon", "single_token_ids", "blocks", "inject", "preference", "effects",
-           "contrastive_vector", "matched_norm", "vader_score"]
+           "contrastive_vector", "matched_norm", "vader_score", "word_sets", "neutral_prompts",
+           "transfer_stats"]
 
 
 def _lexicon_path() -> Path:
@@ -198,3 +199,58 @@ def matched_norm(vectors: np.ndarray, norm: float) -> np.ndarray:
     if (lengths == 0).any():
         raise ValueError("cannot rescale a zero vector to a matched norm")
     return vectors / lengths * float(norm)
+
+
+def word_sets(tokenizer, other_tokenizer=None, min_valence: float = 2.0, per_set: int = 32,
+              seed: int = 0) -> tuple[tuple[list[str], list[int]], tuple[list[str], list[int]]]:
+    """``((vector words, metric ids) positive, (vector words, metric ids) negative)``: each
+    polarity's VADER words that are single tokens for ``tokenizer`` (and ``other_tokenizer``),
+    shuffled (seeded) and split into two disjoint halves of at most ``per_set`` words: one to
+    build a vector from, the other (as ``tokenizer`` ids) to measure its effect on."""
+    rng = np.random.default_rng([int(seed), 0x57])
+    out = []
+    for words in lexicon(min_valence):
+        both = [w for w in single_token_ids(tokenizer, words)
+                if other_tokenizer is None or single_token_ids(other_tokenizer, [w])]
+        both = [both[i] for i in rng.permutation(len(both))]
+        half = min(len(both) // 2, per_set)
+        if half < 4:
+            raise ValueError(f"only {len(both)} VADER words of valence >= {min_valence} are "
+                             "single tokens for these tokenizers (need 8): lower min_valence")
+        out.append((both[:half], list(single_token_ids(tokenizer, both[half:2 * half]).values())))
+    return out[0], out[1]
+
+
+def neutral_prompts(texts: Sequence[str], n: int, min_valence: float = 1.0) -> list[str]:
+    """The first ``n`` texts holding no VADER word of ``|valence| >= min_valence``."""
+    pos, neg = lexicon(min_valence)
+    lex = set(pos) | set(neg)
+    ok = [t for t in texts if not {w.strip(".,;:!?'\"()").lower() for w in t.split()} & lex]
+    if len(ok) < n:
+        raise ValueError(f"only {len(ok)} of {len(texts)} texts are free of sentiment words; "
+                         f"need {n}: pass more texts")
+    return ok[:n]
+
+
+def transfer_stats(native: np.ndarray, transferred: np.ndarray, random_means: np.ndarray,
+                   n_boot: int = 1000, seed: int = 0) -> dict:
+    """Transfer of a steering vector: ``ratio`` = mean effect of ``transferred`` / that of
+    ``native`` (per-prompt effects on the same prompts) with a percentile interval from
+    resampling prompts, and both effects' one-sided permutation p-values among
+    ``random_means`` (the mean effects of matched-norm random vectors)."""
+    from .stats import percentile_ci, permutation_p
+
+    native, transferred = np.asarray(native, float), np.asarray(transferred, float)
+    if native.shape != transferred.shape or not native.size:
+        raise ValueError(f"native and transferred effects must be per prompt on the same "
+                         f"prompts, got shapes {native.shape} and {transferred.shape}")
+    rng = np.random.default_rng([int(seed), 0xB0])
+    picks = rng.integers(0, native.size, (int(n_boot), native.size))
+    boots = transferred[picks].mean(1) / native[picks].mean(1)
+    return {"ratio": float(transferred.mean() / native.mean()),
+            "ratio_ci": list(percentile_ci(boots)), "effect": float(transferred.mean()),
+            "native": float(native.mean()),
+            "p_vs_random": permutation_p(float(transferred.mean()), random_means),
+            "native_p_vs_random": permutation_p(float(native.mean()), random_means),
+            "random_q95": float(np.quantile(random_means, 0.95)),
+            "n_random": int(len(random_means))}
