@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHAS", "LinearMap", "fit", "quality", "baselines", "fit_shuffled", "row_errors"]
+__all__ = ["ALPHAS", "LinearMap", "fit", "quality", "baselines", "mean_baseline", "fit_shuffled",
+           "row_errors"]
 
 # Penalties relative to the data: fit() rescales X to unit mean squared (centred) norm per row
 # first, so one grid serves layers of any scale (Gemma's residual stream is ~100x SmolLM2's).
@@ -111,13 +112,19 @@ def baselines(X_train, Y_train, X_test, Y_test, seed: int = 0, alphas=ALPHAS,
     ``shuffled`` (a ridge map fitted on training pairs whose rows of ``Y`` were permuted; pass
     one already fitted by :func:`fit_shuffled` to reuse it)."""
     X_train, Y_train = _check_pair(X_train, Y_train, "X_train, Y_train")
-    Y_test = np.asarray(Y_test, dtype=np.float64)
-    y_mean = Y_train.mean(0)
-    mean_scores = _scores(np.broadcast_to(y_mean, Y_test.shape), Y_test, y_mean)
-    mean_scores["cos_centred"] = 0.0  # a constant prediction has no centred direction
+    mean_scores = mean_baseline(Y_train, Y_test)
     if shuffled is None:
         shuffled = fit_shuffled(X_train, Y_train, seed, alphas)
     return {"mean": mean_scores, "shuffled": quality(shuffled, X_test, Y_test)}
+
+
+def mean_baseline(Y_train: np.ndarray, Y_test: np.ndarray) -> dict[str, float]:
+    """Scores of predicting the training mean of ``Y`` for every held-out row (R² ≈ 0; the
+    centred cosine is 0 by definition: a constant has no centred direction)."""
+    Y_train, Y_test = np.asarray(Y_train, np.float64), np.asarray(Y_test, np.float64)
+    y_mean = Y_train.mean(0)
+    out = _scores(np.broadcast_to(y_mean, Y_test.shape), Y_test, y_mean)
+    return {**out, "cos_centred": 0.0}
 
 
 def fit_shuffled(X: np.ndarray, Y: np.ndarray, seed: int = 0, alphas=ALPHAS) -> LinearMap:

@@ -57,7 +57,7 @@ SIZES = {
     # shared 2-core machine); 02's cached GPT-2 / Llama seeds.
     "paper": {**_BASE, "zoo": True, "inhouse_shape": [64, 2], "inhouse_seeds": [0, 1, 2],
               "recipe": RECIPE_GATED["paper"], "n_sentences": 200, "n_prompts": 16,
-              "n_random": 99, "n_cov": 10},
+              "n_random": 99, "n_cov": 10, "steer_depths": [0.5]},
 }
 SIZES["hub"] = SIZES["paper"]
 
@@ -111,7 +111,8 @@ def _maps(pair, X, Y, ids_t, ids_s, train, test, items, seed, kind="trained", on
             shuf = linear_maps.fit_shuffled(X[a][train], Y[b][train], seed) \
                 if (i, j) in shuffle else None
             base = linear_maps.baselines(X[a][train], Y[b][train], X[a][test], Y[b][test], seed,
-                                         shuffled=shuf) if shuf else {}
+                                         shuffled=shuf) if shuf else \
+                {"mean": linear_maps.mean_baseline(Y[b][train], Y[b][test])}
             q = linear_maps.quality(m, X[a][test], Y[b][test])
             fitted[(i, j)] = (m, shuf)
             row = {"pair": pair, "kind": kind, "layer_t": i, "layer_s": j,
@@ -303,7 +304,7 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
             "best_r2": [float(best.r2.min()), float(best.r2.median()), float(best.r2.max())],
             "best_cos_raw": [float(best.cos_raw.min()), float(best.cos_raw.max())],
             "best_cos_centred": [float(best.cos_centred.min()), float(best.cos_centred.max())],
-            "mean_cos_raw": float(maps[maps.pair == pair].cos_raw_mean.median()),
+            "mean_cos_raw": float(best.cos_raw_mean.median()),  # same target layers
             "shuffled_r2_max": float(maps[maps.pair == pair].r2_shuffled.max()),
             "shuffled_cos_centred_max": float(maps[maps.pair == pair].cos_centred_shuffled.max()),
             "random_init_r2_median": float(rnd.r2.median()),
