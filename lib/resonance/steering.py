@@ -180,16 +180,20 @@ def effects(model, prompts: Sequence[str], positive_ids: Sequence[int],
 
 
 def contrastive_vector(model, positive: Sequence[str], negative: Sequence[str],
-                       layer: int) -> np.ndarray:
+                       layer: int | Sequence[int]) -> np.ndarray:
     """Mean last-token state of hidden state ``layer`` over ``positive`` prompts minus that over
-    ``negative`` ones (contrastive activation addition); activations cached as usual."""
+    ``negative`` ones (contrastive activation addition): ``(d,)``, or one row per layer when
+    ``layer`` is a list (one forward pass for all). Activations are cached as usual."""
     from . import activations
 
     if not len(positive) or not len(negative):
         raise ValueError("need at least one positive and one negative prompt")
-    a = activations.extract(model, list(positive), layers=[layer], pool="last")[layer]
-    b = activations.extract(model, list(negative), layers=[layer], pool="last")[layer]
-    return (a.astype(np.float64).mean(0) - b.astype(np.float64).mean(0))
+    ids = [int(x) for x in np.atleast_1d(layer)]
+    a = activations.extract(model, list(positive), layers=ids, pool="last")
+    b = activations.extract(model, list(negative), layers=ids, pool="last")
+    out = np.stack([a[i].astype(np.float64).mean(0) - b[i].astype(np.float64).mean(0)
+                    for i in ids])
+    return out if np.ndim(layer) else out[0]
 
 
 def matched_norm(vectors: np.ndarray, norm: float) -> np.ndarray:

@@ -1,23 +1,17 @@
 """06_linear_steering: does one linear map connect two models' layers, and carry steering?
 
-Seed 002 claims that activations of one model map to another's by a linear map ``b ≈ W a``
-fitted on ~5-10k pairs, best between functionally aligned layers (not equal indices), with
-cosine 0.78-0.94 after mapping, and that a teacher's steering vectors, sent through ``W``,
-steer a student with 76-95 % success. Its table has no source. Tested here:
-
-- **Maps** (:mod:`resonance.linear_maps`): ridge, CV-chosen penalty, for every pair of the
-  extracted layers, on word-end states of held-out KJV sentences paired through the
-  tokenizers' character offsets (:func:`resonance.positions.word_end_pairs`); held-out R², raw
-  and centred cosine; baselines: the training mean, a map fitted on shuffled pairs, the same
-  map between random-init twins (at matched depth).
-- **Which layers align**: each teacher layer's best target by held-out R² against the target
-  at the same relative depth (R² gain, interval from resampling test sentences) and against the
-  monotone debiased-CKA layer map (:func:`resonance.metrics.best_layer_map`).
-- **Steering** (:mod:`resonance.steering`): sentiment vectors = mean difference of prompts
-  ending in VADER positive vs negative words; behaviour = shift of the next-token preference
-  for *other* (held-out) VADER words on neutral KJV prompts. Conditions: native, mapped (raw
-  norm; rescaled to the native norm), its sign reversal, a shuffled-map vector, ``n_random``
-  isotropic and ``n_cov`` student-covariance random vectors of the native norm.
+Seed 002 claims a linear map ``b ≈ W a`` (fitted on ~5-10k pairs) joins two models' layers,
+best between functionally aligned layers, with cosine 0.78-0.94 after mapping, and carries a
+teacher's steering vectors to a student with 76-95 % success (an unsourced table). Tested with
+ridge maps (:mod:`resonance.linear_maps`, CV-chosen penalty) over layer grids, on word-end
+states of held-out KJV sentences paired through the tokenizers' offsets
+(:func:`resonance.positions.word_end_pairs`): held-out R², raw and centred cosine, against the
+training mean, shuffled-pair maps and random-init twins; each teacher layer's best target vs
+the same relative depth and vs the debiased-CKA layer map (:func:`metrics.best_layer_map`);
+sentiment steering (:mod:`resonance.steering`: VADER-word contrastive vectors, next-token
+preference for a disjoint half of the VADER words on neutral prompts) with native, mapped (raw
+norm / rescaled), reversed, shuffled-map and matched-norm random (isotropic, student-covariance)
+vectors.
 
 Primary analysis, declared before the others: Gemma-3-270M -> SmolLM2-135M. (1) The best map
 of each teacher layer (held-out R², centred cosine) against the shuffled-map and random-init
@@ -184,7 +178,7 @@ def _steer(config, pair, t, st, X, Y, ids_t, ids_s, train, fitted, tables, exclu
     base = steering.preference(st, prompts, ip, ineg)
     rng = np.random.default_rng([config["seed"], 0x5E])
     c = config["strength"]
-    vt = {i: steering.contrastive_vector(t, pos, neg, i) for i in ids_t if i > 0}
+    vt = dict(zip(ids_t[1:], steering.contrastive_vector(t, pos, neg, ids_t[1:])))
     for j in _steer_layers(config, ids_s):
         native = c * steering.contrastive_vector(st, pos, neg, j)
         norm = float(np.linalg.norm(native))
