@@ -47,8 +47,7 @@ SIZES = {
     "smoke": {**_BASE, "zoo": False, "inhouse_shape": [32, 2], "inhouse_seeds": [0],
               "recipe": RECIPE["smoke"], "n_sentences": 60, "n_prompts": 12, "n_random": 19,
               "n_cov": 5, "n_boot": 200},
-    # ~3k word-end pairs from 200 sentences (below the seed's 5-10k: the 12-minute budget on a
-    # shared 2-core machine); 02's cached GPT-2 / Llama seeds.
+    # ~3k word-end pairs (200 sentences, below the seed's 5-10k: the CPU budget); 02's cached runs.
     "paper": {**_BASE, "zoo": True, "inhouse_shape": [64, 2], "inhouse_seeds": [0, 1, 2],
               "recipe": RECIPE_GATED["paper"], "n_sentences": 200, "n_prompts": 16,
               "n_random": 99, "n_cov": 10, "steer_depths": [0.5]},
@@ -68,16 +67,13 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides:
 def _model_pairs(config):
     """Yield (pair name, teacher, student, teacher twin, student twin, gate rows)."""
     for s in config["inhouse_seeds"]:
-        d, L = config["inhouse_shape"]
-        gates, zms = [], []
+        gates, zms, uni = [], [], unigram_baseline(config["recipe"])
         for fam in ("gpt2", "llama"):
-            zm, trained = inhouse_model(fam, d, L, s, config["recipe"])
+            zm, trained = inhouse_model(fam, *config["inhouse_shape"], s, config["recipe"])
             ppl = float(trained.history["val_ppl"].dropna().iloc[-1])
-            gates.append({"pair": f"inhouse-s{s}", "model": zm.name, "val_ppl": ppl})
+            gates.append({"pair": f"inhouse-s{s}", "model": zm.name, "val_ppl": ppl,
+                          "unigram_ppl": uni, "passes": ppl <= PPL_GATE * uni})
             zms += [zm, random_init_twin(zm, trained)]
-        uni = unigram_baseline(config["recipe"])
-        for g in gates:
-            g.update(unigram_ppl=uni, passes=g["val_ppl"] <= PPL_GATE * uni)
         yield f"inhouse-s{s}", zms[0], zms[2], zms[1], zms[3], gates
     if config["zoo"]:
         from .cross_modal import random_twin
@@ -109,14 +105,13 @@ def _maps(pair, X, Y, ids_t, ids_s, train, test, items, seed, kind="trained", on
                 {"mean": linear_maps.mean_baseline(Y[b][train], Y[b][test])}
             q = linear_maps.quality(m, X[a][test], Y[b][test])
             fitted[(i, j)] = (m, shuf)
-            row = {"pair": pair, "kind": kind, "layer_t": i, "layer_s": j,
-                   "depth_t": i / ids_t[-1], "depth_s": j / ids_s[-1], **q,
-                   **{f"{k}_{n}": v for n, d in base.items() for k, v in d.items()}}
-            rows.append(row)
+            rows.append({"pair": pair, "kind": kind, "layer_t": i, "layer_s": j,
+                         "depth_t": i / ids_t[-1], "depth_s": j / ids_s[-1], **q,
+                         **{f"{k}_{n}": v for n, d in base.items() for k, v in d.items()}})
             sse, sst = linear_maps.row_errors(m.predict(X[a][test]), Y[b][test], m.y_mean)
             g = pd.DataFrame({"sentence": items[test], "sse": sse, "sst": sst})
-            g = g.groupby("sentence", as_index=False).sum()
-            errs.append(g.assign(pair=pair, kind=kind, layer_t=i, layer_s=j))
+            errs.append(g.groupby("sentence", as_index=False).sum().assign(
+                pair=pair, kind=kind, layer_t=i, layer_s=j))
     return rows, errs, fitted
 
 
@@ -134,8 +129,7 @@ def _one_pair(config, pair, t, st, tt, ts, texts, tables):
     ra, rb, items = positions.word_end_pairs(acts["t"], acts["s"], t.tokenizer, st.tokenizer, texts)
     X, Y = [a[ra] for a in acts["t"].layers], [a[rb] for a in acts["s"].layers]
     rng = np.random.default_rng([config["seed"], 0x7E])
-    test_items = rng.choice(len(texts), int(config["test_fraction"] * len(texts)), replace=False)
-    test = np.isin(items, test_items)
+    test = np.isin(items, rng.choice(len(texts), int(config["test_fraction"] * len(texts)), False))
     train = ~test
     tables["pairs"].append({"pair": pair, "teacher": t.name, "student": st.name,
                             "n_pairs": int(len(ra)), "n_train": int(train.sum()),
@@ -167,8 +161,7 @@ def _steer_layers(config, ids_s) -> list[int]:
 def _steer(config, pair, t, st, X, Y, ids_t, ids_s, train, fitted, tables, exclude):
     (vp, ip), (vn, ineg) = steering.word_sets(st.tokenizer, t.tokenizer, config["min_valence"],
                                               config["words_per_set"], config["seed"])
-    pos = [f"{tpl} {w}" for tpl in TEMPLATES for w in vp]
-    neg = [f"{tpl} {w}" for tpl in TEMPLATES for w in vn]
+    pos, neg = ([f"{tpl} {w}" for tpl in TEMPLATES for w in ws] for ws in (vp, vn))
     pool = stimuli.corpus_stimuli("kjv", n=20 * config["n_prompts"], max_words=8, min_words=6,
                                   seed=config["seed"] + 1).texts
     prompts = steering.neutral_prompts([p for p in pool if p not in exclude], config["n_prompts"])
@@ -207,8 +200,7 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     seed_everything(config["seed"])
     texts = stimuli.corpus_stimuli("kjv", n=config["n_sentences"], max_words=config["max_words"],
                                    seed=config["seed"]).texts
-    tables: dict[str, list] = {k: [] for k in ("maps", "errors", "cka", "effects", "pairs",
-                                               "words", "gates")}
+    tables: dict[str, list] = {k: [] for k in ("maps", "errors", "cka", "effects", "pairs", "words", "gates")}
     for pair, t, st, tt, ts, gates in _model_pairs(config):
         tables["gates"] += gates
         _one_pair(config, pair, t, st, tt, ts, texts, tables)
@@ -220,51 +212,43 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 # -- summary --------------------------------------------------------------------------------
 
 def _best_maps(maps: pd.DataFrame, pair: str) -> pd.DataFrame:
-    m = maps[(maps.pair == pair) & (maps.kind == "trained")]
+    m = maps[(maps.pair == pair) & (maps.kind == "trained") & (maps.layer_t > 0)]
     return m.loc[m.groupby("layer_t")["r2"].idxmax()].reset_index(drop=True)
 
 
 def _alignment(tables, pair, n_boot, seed) -> dict:
-    maps, errs = tables["maps"], tables["errors"]
-    m = maps[(maps.pair == pair) & (maps.kind == "trained")]
-    ids_t, ids_s = sorted(m.layer_t.unique()), sorted(m.layer_s.unique())
-    e = errs[(errs.pair == pair) & (errs.kind == "trained")]
-    sse = e.pivot_table(index="sentence", columns=["layer_t", "layer_s"], values="sse")
-    sst = e.pivot_table(index="sentence", columns=["layer_t", "layer_s"], values="sst")
-    rng = np.random.default_rng([seed, 0xA1])
-    gains, best_depth = [], []
+    """Best target vs same relative depth (R² gain, depth offset; intervals resample test
+    sentences) and agreement of the best targets with the monotone CKA layer map."""
+    e = tables["errors"].query("pair == @pair and kind == 'trained'")
+    sse, sst = (e.pivot_table(index="sentence", columns=["layer_t", "layer_s"], values=v)
+                for v in ("sse", "sst"))
+    ids_t, ids_s = sorted(e.layer_t.unique()), sorted(e.layer_s.unique())
     same = [(i, _same_depth(i, ids_t, ids_s)) for i in ids_t if i > 0]
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(sse), len(sse))
-        r2 = 1 - sse.iloc[pick].sum() / sst.iloc[pick].sum()
-        grid = r2.unstack()
-        gains.append(np.mean([grid.loc[i].max() - grid.loc[i, j] for i, j in same]))
-        best_depth.append(np.mean([grid.loc[i].idxmax() / ids_s[-1] - i / ids_t[-1]
-                                   for i, _ in same]))
-    best = _best_maps(maps, pair)
-    best = best[best.layer_t > 0]
+
+    def stats(pick):
+        grid = (1 - sse.iloc[pick].sum() / sst.iloc[pick].sum()).unstack()
+        return (np.mean([grid.loc[i].max() - grid.loc[i, j] for i, j in same]),
+                np.mean([grid.loc[i].idxmax() / ids_s[-1] - i / ids_t[-1] for i, _ in same]),
+                np.mean([grid.loc[i].idxmax() == j for i, j in same]), grid)
+
+    rng = np.random.default_rng([seed, 0xA1])
+    boots = np.array([stats(rng.integers(0, len(sse), len(sse)))[:2] for _ in range(n_boot)])
+    gain, offset, share, grid = stats(np.arange(len(sse)))
     cka = tables["cka"][tables["cka"].pair == pair]
-    lm = metrics.best_layer_map(cka[["layer_a", "layer_b", "value"]].assign(
-        depth_a=0.0, depth_b=0.0))
+    lm = metrics.best_layer_map(cka[["layer_a", "layer_b", "value"]])
     cka_target = {ids_t[a]: ids_s[b] for a, b in zip(lm.layer_a, lm.layer_b)}
-    return {"r2_gain_vs_same_depth": float(np.mean([m[(m.layer_t == i)].r2.max() -
-                                                    m[(m.layer_t == i) & (m.layer_s == j)].r2.iloc[0]
-                                                    for i, j in same])),
-            "r2_gain_ci": list(percentile_ci(gains)),
-            "depth_offset": float(np.mean(best.depth_s - best.depth_t)),
-            "depth_offset_ci": list(percentile_ci(best_depth)),
-            "share_best_is_same_depth": float(np.mean([best[best.layer_t == i].layer_s.iloc[0] == j
-                                                       for i, j in same])),
-            "share_best_is_cka_map": float(np.mean([cka_target[i] == b for i, b in
-                                                    zip(best.layer_t, best.layer_s)]))}
+    return {"r2_gain_vs_same_depth": float(gain), "r2_gain_ci": list(percentile_ci(boots[:, 0])),
+            "depth_offset": float(offset), "depth_offset_ci": list(percentile_ci(boots[:, 1])),
+            "share_best_is_same_depth": float(share),
+            "share_best_is_cka_map": float(np.mean([cka_target[i] == grid.loc[i].idxmax()
+                                                    for i, _ in same]))}
 
 
 def _transfer(eff: pd.DataFrame, j: int, i: int, cond: str, n_boot: int, seed: int) -> dict:
     e = eff[eff.layer_s == j].sort_values("prompt")
-    rand = e[e.condition == "random"].groupby("draw").effect.mean().to_numpy()
-    return steering.transfer_stats(e[e.condition == "native"].effect.to_numpy(),
-                                   e[(e.condition == cond) & (e.layer_t == i)].effect.to_numpy(),
-                                   rand, n_boot, seed)
+    return steering.transfer_stats(
+        e[e.condition == "native"].effect.to_numpy(), e[(e.condition == cond) & (e.layer_t == i)]
+        .effect.to_numpy(), e[e.condition == "random"].groupby("draw").effect.mean(), n_boot, seed)
 
 
 def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> dict:
@@ -273,7 +257,6 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
     meta: dict[str, Any] = {"seed_table": SEED_TABLE, "pairs": {}}
     for pair in tables["pairs"].pair:
         best = _best_maps(maps, pair)
-        best = best[best.layer_t > 0]
         rnd = maps[(maps.pair == pair) & (maps.kind == "random_init") & (maps.layer_t > 0)]
         e = eff[eff.pair == pair]
         rows = []
@@ -287,8 +270,7 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
         j0 = min(per.layer_s, key=lambda j: abs(j / maps[maps.pair == pair].layer_s.max() - 0.5))
         i0 = int(per[per.layer_s == j0].sort_values("r2").layer_t.iloc[-1])
         rho = float(_stats.spearmanr(per.r2, per.ratio).statistic) if len(per) > 2 else None
-        rb = []
-        rng = np.random.default_rng([seed, 0xC0])
+        rb, rng = [], np.random.default_rng([seed, 0xC0])
         for _ in range(n_boot if len(per) > 2 else 0):
             pick = per.iloc[rng.integers(0, len(per), len(per))]
             if pick.r2.nunique() > 1 and pick.ratio.nunique() > 1:
@@ -313,8 +295,7 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
             "quality_transfer_rho": rho, "rho_ci": list(percentile_ci(rb)) if rb else [None, None],
             "n_layer_pairs": int(len(per))}
     primary = "zoo" if "zoo" in meta["pairs"] else sorted(meta["pairs"])[0]
-    p = meta["pairs"][primary]
-    tr = p["transfer"]
+    p, tr = meta["pairs"][primary], meta["pairs"][primary]["transfer"]
     meta.update(primary=primary, gates_pass=bool(tables["gates"].passes.all()) if len(tables["gates"]) else True,
                 maps_beat_nulls=p["best_r2"][0] > max(p["shuffled_r2_max"], p["random_init_r2_median"]),
                 raw_cosine_uninformative=p["mean_cos_raw"] >= SEED_TABLE["cosine"][0],
