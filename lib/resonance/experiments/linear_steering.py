@@ -18,8 +18,7 @@ of each teacher layer (held-out R², centred cosine) against the shuffled-map an
 maps. (2) At the student layer nearest half depth, with the teacher layer whose map into it has
 the best R²: mapped (rescaled) effect / native effect, interval over prompts, and the mapped
 effect's rank among the matched-norm isotropic random vectors. In-house pairs (GPT-2 -> Llama
-trained on the same tokens, one pair per seed) and the rank correlation of map quality with
-transfer across layer pairs are secondary.
+trained on the same tokens, one pair per seed) and quality-vs-transfer correlations: secondary.
 """
 
 from __future__ import annotations
@@ -127,9 +126,8 @@ def _one_pair(config, pair, t, st, tt, ts, texts, tables):
     acts = {k: activations.extract(m, stims, layers=ids, pool="tokens") for k, m, ids in
             (("t", t, ids_t), ("s", st, ids_s), ("tt", tt, ids_t), ("ts", ts, ids_s))}
     ra, rb, items = positions.word_end_pairs(acts["t"], acts["s"], t.tokenizer, st.tokenizer, texts)
-    # never a text's first token: SmolLM2's (no BOS) is an attention sink of ~100x the norm
-    keep = (acts["t"].positions[ra] > 0) & (acts["s"].positions[rb] > 0)
-    ra, rb, items = ra[keep], rb[keep], items[keep]
+    keep = (acts["t"].positions[ra] > 0) & (acts["s"].positions[rb] > 0)  # no first token: an
+    ra, rb, items = ra[keep], rb[keep], items[keep]  # attention sink of ~100x the norm (SmolLM2)
     X, Y = [a[ra] for a in acts["t"].layers], [a[rb] for a in acts["s"].layers]
     rng = np.random.default_rng([config["seed"], 0x7E])
     test = np.isin(items, rng.choice(len(texts), int(config["test_fraction"] * len(texts)), False))
@@ -178,8 +176,7 @@ def _steer(config, pair, t, st, X, Y, ids_t, ids_s, train, fitted, tables, exclu
     for j in _steer_layers(config, ids_s):
         native = c * steering.contrastive_vector(st, pos, neg, j)
         norm = float(np.linalg.norm(native))
-        cloud = Y[ids_s.index(j)][train].astype(np.float64)
-        cloud = cloud - cloud.mean(0)
+        cloud = Y[ids_s.index(j)][train] - Y[ids_s.index(j)][train].astype(np.float64).mean(0)
         vecs = {("native", -1, 0): native, ("native_reversed", -1, 0): -native}
         iso = steering.matched_norm(rng.normal(size=(config["n_random"], len(native))), norm)
         cov = steering.matched_norm(rng.normal(size=(config["n_cov"], len(cloud))) @ cloud, norm)
