@@ -332,9 +332,9 @@ def verdict(meta: dict) -> str:
     out = [f"{m['primary']}: best maps reach held-out R² {f('best_r2_min')}–{f('best_r2_max')} "
            f"({'above' if m['maps_beat_nulls'] else 'NOT above'} shuffled pairs ≤ "
            f"{f('shuffled_r2_max')} and random-init twins {f('random_init_r2')}); cosine after "
-           f"mapping {f('cos_raw_min')}–{f('cos_raw_max')} raw, but the training mean alone gives "
-           f"{f('mean_cos_raw')}; centred {f('cos_centred_min')}–{f('cos_centred_max')}, "
-           f"{'inside' if m['centred_in_seed_range'] else 'below'} the seed's 0.78–0.94."]
+           f"mapping {f('cos_raw_min')}–{f('cos_raw_max')} raw ({'no more than' if m['raw_cosine_uninformative'] else 'above'} "
+           f"the training mean's {f('mean_cos_raw')}), centred {f('cos_centred_min')}–"
+           f"{f('cos_centred_max')}: {'only the best layer reaches' if m['centred_in_seed_range'] else 'below'} the seed's 0.78–0.94."]
     if not m["native_steers"]:
         out.append(f"The student's own vector does not beat matched-norm random vectors "
                    f"(p = {f('native_p')}): steering transfer is untestable here.")
