@@ -142,8 +142,8 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     models, clouds, logits = _pool(config, verses, windows, unigram_baseline(config["recipe"]))
     tables = {"models": models, "pairs": _pairs(models, clouds, logits, targets(windows)),
               "distillation": _distillation(config, models, clouds, verses)}
-    tables["config"] = pd.DataFrame([{k: config[k] for k in ("n_boot", "n_perm", "n_splits",
-                                                              "seed")}])
+    keys = ("n_boot", "n_perm", "n_splits", "seed", "n_tokens", "n_eval_tokens")
+    tables["config"] = pd.DataFrame([{k: config[k] for k in keys}])
     meta = summarise(tables)
     meta.update(verdict=verdict(meta), headline=headline(meta))
     return tables, meta
@@ -218,8 +218,7 @@ def _fits(train_pairs: pd.DataFrame, test_pairs: pd.DataFrame) -> tuple[float, f
 
 def _integration(pairs: pd.DataFrame, gated: list[str], n_splits: int, seed: int) -> dict:
     t = pairs[pairs.model_a.isin(gated) & pairs.model_b.isin(gated)]
-    rng = np.random.default_rng([seed, 0x1E6])
-    quad, mono = [], []
+    rng, quad, mono = np.random.default_rng([seed, 0x1E6]), [], []
     for _ in range(n_splits):
         half = set(rng.permutation(gated)[:len(gated) // 2])
         ina, inb = t.model_a.isin(half), t.model_b.isin(half)
@@ -232,10 +231,9 @@ def _integration(pairs: pd.DataFrame, gated: list[str], n_splits: int, seed: int
     vertex = -c1 / (2 * c2) if c2 else float("nan")
     return {"int_n_pairs": len(t), "int_n_models": len(gated), "int_n_folds": len(quad),
             "int_rmse_quadratic": float(np.mean(quad)), "int_rmse_monotone": float(np.mean(mono)),
-            "int_quadratic_wins": float(np.mean(diff > 0)),
-            "int_diff_q": _q(diff),
-            "int_curvature": float(c2), "int_vertex": float(vertex),
-            "int_res_min": float(t.resonance.min()), "int_res_max": float(t.resonance.max()),
+            "int_quadratic_wins": float(np.mean(diff > 0)), "int_curvature": float(c2),
+            "int_vertex": float(vertex), "int_res_min": float(t.resonance.min()),
+            "int_res_max": float(t.resonance.max()),
             "int_vertex_inside": bool(c2 < 0 and t.resonance.min() < vertex < t.resonance.max()),
             "int_gain_mean": float(t.gain.mean()), "int_share_positive": float((t.gain > 0).mean()),
             "int_rho_gain_resonance": _rho(t.resonance, t.gain), "int_rho_gain_quality_gap":
@@ -276,7 +274,7 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
     meta: dict[str, Any] = {
         "n_models": len(models), "n_gated": len(gated), "ppl_gate": PPL_GATE, "alpha": ALPHA,
         "n_boot": n_boot, "n_perm": n_perm, "failed_gate": sorted(set(models.model) - set(gated)),
-        "ppl_ratio_max_gated": float(models[models.gate].ppl_ratio.max()) if gated else None}
+        **{k: int(cfg.get(k, 0)) for k in ("n_tokens", "n_eval_tokens")}}
     sel = selection_table(models, pairs)
     meta["sel_testable"] = bool(sel.candidate.nunique() >= 5) if len(sel) else False
     if meta["sel_testable"]:
@@ -285,6 +283,8 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
     if meta["int_testable"]:
         meta.update(_integration(pairs, gated, n_splits, seed))
     meta.update(_distil_summary(tables["distillation"], n_boot, n_perm, seed))
+    meta.update({f"{k}_{e}": v[i] for k, v in list(meta.items()) if k.endswith("_ci")
+                 for i, e in enumerate(("low", "high"))})  # scalars for the paper's cite()
     return meta
 
 
