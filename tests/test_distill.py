@@ -7,26 +7,10 @@ import math
 import pytest
 import torch
 
-from resonance import distill, paths
+from resonance import distill
 from resonance import train as T
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny(**kw) -> T.TrainConfig:
-    base = dict(family="gpt2", d_model=16, n_layers=1, context=16, corpus="synthetic",
-                vocab_size=64, batch_size=4, tokens=4 * 16 * 30, lr=3e-3, warmup=4,
-                eval_every=10, eval_tokens=512, seed=0)
-    base.update(kw)
-    return T.TrainConfig(**base)
+# the trainer tests' tiny synthetic-corpus config and their autouse cache/thread fixture
+from test_train import cache, tiny  # noqa: F401
 
 
 def test_loss_limits_and_values():
@@ -60,11 +44,12 @@ def test_bad_input_is_named():
 
 def test_key_separates_runs_and_teacher_transfers():
     teacher_run = T.train(tiny(d_model=32, tokens=4 * 16 * 120), progress=False)
-    alone = T.train(tiny(), progress=False)
-    cfg = distill.distilled_config(tiny(), teacher_run.config.key)
-    assert cfg.key != tiny().key and cfg.family == "distil-gpt2"
-    assert distill.distilled_config(tiny(), "other").key != cfg.key
-    run = distill.distil(teacher_run.model, teacher_run.config.key, tiny(), alpha=0.9,
+    student = tiny(tokens=4 * 16 * 30)
+    alone = T.train(student, progress=False)
+    cfg = distill.distilled_config(student, teacher_run.config.key)
+    assert cfg.key != student.key and cfg.family == "distil-gpt2"
+    assert distill.distilled_config(student, "other").key != cfg.key
+    run = distill.distil(teacher_run.model, teacher_run.config.key, student, alpha=0.9,
                          progress=False)
     # the checkpoints hold the student only (the teacher is not a submodule)
     assert run.model.state_dict().keys() == alone.model.state_dict().keys()
@@ -74,6 +59,6 @@ def test_key_separates_runs_and_teacher_transfers():
                         rel_tol=1e-6)
     # a better-trained teacher helps a short student run on a learnable chain
     assert run.history.val_loss.iloc[-1] < alone.history.val_loss.iloc[-1]
-    again = distill.distil(None, teacher_run.config.key, tiny(), alpha=0.9, progress=False)
+    again = distill.distil(None, teacher_run.config.key, student, alpha=0.9, progress=False)
     assert torch.equal(next(iter(again.model.state_dict().values())),
                        next(iter(run.model.state_dict().values())))
