@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from resonance import models, stimuli, train, zoo
+import torch
+
+from resonance import stimuli, train, zoo
 from resonance.io import config_hash
 
 
@@ -30,10 +32,13 @@ def test_train_config_keys_are_pinned():
 
 def test_inhouse_activation_key_is_pinned():
     config = _gated_paper_gpt2()
-    trained = SimpleNamespace(model=models.build("gpt2", 4096, 128, 2), tokenizer=None,
-                              config=config)
+    # the key depends on the config and the name only, not on the weights
+    trained = SimpleNamespace(model=torch.nn.Linear(2, 2), tokenizer=None, config=config)
     # the key of gpt2-d128-l2-s0-774b513cc560-*.npz in the activation cache
     assert zoo.wrap_trained(trained, name="gpt2-d128-l2-s0").key == "774b513cc560"
+    # the one route's default name is that name, so zoo.load("inhouse-gpt2", ...) shares it
+    assert zoo.inhouse_name(config) == "gpt2-d128-l2-s0"
+    assert zoo.wrap_trained(trained).key == "774b513cc560"
 
 
 def test_stimuli_keys_are_pinned():
