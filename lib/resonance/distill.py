@@ -50,7 +50,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
     vocab = student_logits.size(-1)
     s = student_logits.reshape(-1, vocab).float()
-    ce = nn.functional.cross_entropy(s, targets.reshape(-1))
+    ce = models.next_token_loss(s, targets)
     if alpha == 0.0:
         return ce
     t = teacher_logits.reshape(-1, vocab).float().detach()
@@ -89,8 +89,7 @@ def _factory(teacher: nn.Module | None):
                 if net.training:
                     raise RuntimeError("this distilled run is not finished and was loaded "
                                        "without its teacher; call distil(teacher, ...)")
-                return nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+                return models.next_token_loss(logits, y)
             with torch.no_grad():
                 target = _logits(teacher(input_ids=x))
             return distillation_loss(logits, target, y, alpha, temperature)

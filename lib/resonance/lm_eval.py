@@ -45,8 +45,10 @@ def lm_logits(net: torch.nn.Module, windows: torch.Tensor, batch_size: int = 8) 
 
 
 def next_token_loss(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean next-token cross-entropy (nats)."""
-    return float(torch.nn.functional.cross_entropy(logits, target))
+    """Mean next-token cross-entropy (nats), :func:`resonance.models.next_token_loss`."""
+    from .models import next_token_loss as loss
+
+    return float(loss(logits, target))
 
 
 def top1_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
