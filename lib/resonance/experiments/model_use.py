@@ -40,9 +40,9 @@ MEASURE = "cka_linear_debiased"
 BASELINES = ("params", "neg_ppl")
 ALPHA = 0.05
 SIZES = {
-    "smoke": {"pool": [["gpt2", 32, 2, [0, 1, 2]], ["gpt2", 64, 2, [0, 1]],
-                       ["llama", 32, 2, [0, 1]], ["gru", 32, 2, [0, 1]]],
-              "references": [["gpt2", 64, 2, 0]], "students": [["gpt2", 16, 1], ["llama", 32, 2]],
+    "smoke": {"pool": [["gpt2", 32, 2, [0, 1, 2]], ["llama", 32, 2, [0, 1]],  # 01/02's smoke
+                       ["gru", 32, 2, [0, 1]]],                                 # runs, shared
+              "references": [["gpt2", 32, 2, 0]], "students": [["gpt2", 16, 1], ["llama", 32, 2]],
               "student_seeds": [0, 1], "alpha": 0.5, "temperature": 2.0, "n_verses": 12,
               "n_tokens": 150, "n_eval_tokens": 512, "n_boot": 200, "n_perm": 99, "n_splits": 20,
               "recipe": RECIPE["smoke"]},
