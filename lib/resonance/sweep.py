@@ -377,7 +377,8 @@ class Summary:
         return not self.failed
 
     def report(self) -> str:
-        where = (f"{len(self.workers)} worker(s)" if self.workers else "in-process")
+        where = (f"{len(self.workers)} worker(s)" if self.workers else "in-process"
+                 if self.computed or self.failed else "nothing to run")
         lines = [f"{len(self.computed)} computed, {len(self.cached)} cached, "
                  f"{len(self.failed)} failed"
                  + (f", {len(self.unneeded)} not needed" if self.unneeded else "")
@@ -486,9 +487,11 @@ def run_sweep(cells: Sequence[Cell], *, scheduler: str | None = None,
             on_result(cell, dict(result))
 
     try:
-        with (contextlib.nullcontext(client) if client is not None
+        with (contextlib.nullcontext(client) if client is not None or not todo
               else connect(scheduler, workers)) as dask_client:
-            if dask_client is None:
+            if not todo:
+                pass  # everything is stored: no cluster to start
+            elif dask_client is None:
                 _in_process(todo, finish)
             else:
                 reference.update(worker_environment_of_client())
