@@ -9,10 +9,9 @@
    seeds' untrained initialisations as a control; and, within each model, **layer
    monotonicity** (ReSi): is a nearer block more alike than a farther one?
 4. **Grounding tests** after ReSi (Klabunde et al. 2025) on small in-house MLPs on digits
-   (:func:`resonance.grounding.classifier_family`): separating models trained on real labels
-   from models trained on randomised labels (all, or a quarter of them) and from models that
-   learned a shortcut input; tracking the models' output differences (Spearman's rho).
-   Intervals resample models; separation p-values shuffle the group labels.
+   (:func:`resonance.grounding.classifier_family`): separating real-label models from models
+   trained on randomised labels (all, or a quarter) or with a shortcut input; tracking the
+   models' output differences (Spearman's rho). Intervals resample models.
 """
 
 from __future__ import annotations
