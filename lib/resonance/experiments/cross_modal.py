@@ -360,10 +360,6 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 
 # -- summary and verdict ------------------------------------------------------------------------
 
-def _excess(value, null_mean):
-    return value - null_mean
-
-
 def summarise(tables: dict[str, pd.DataFrame]) -> dict:
     pairs = tables["pairs"]
     cap = pairs[pairs["text_input"] == "caption"]
