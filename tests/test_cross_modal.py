@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from resonance import baselines, contrastive, prh, stats
 from resonance.experiments import cross_modal as cm
 
 
@@ -102,13 +103,13 @@ def test_verdict_when_alignment_is_not_significant():
 def test_pixel_features_and_retrieval():
     images = np.zeros((3, 16, 16, 3), np.uint8)
     images[1] = 255
-    feats = cm.pixel_features(images, side=4)
+    feats = baselines.pixel_features(images, side=4)
     assert feats.shape == (3, 48) and feats[1].min() == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     T = rng.standard_normal((20, 5))
-    perfect = cm._retrieval(T.copy(), T)
+    perfect = contrastive.retrieval(T.copy(), T)
     assert perfect["top1"] == 1.0 and perfect["median_rank"] == 1.0
-    noise = cm._retrieval(rng.standard_normal((20, 5)), T)
+    noise = contrastive.retrieval(rng.standard_normal((20, 5)), T)
     assert noise["top1"] < 0.5
 
 
@@ -117,7 +118,7 @@ def test_cka_null_matches_library():
     rng = np.random.default_rng(1)
     X, Y = rng.standard_normal((40, 6)), rng.standard_normal((40, 4))
     perm = rng.permutation(40)
-    value, null = cm._cka_with_null(X, Y, [perm])
+    value, null = prh.cka_with_null(X, Y, [perm])
     assert value == pytest.approx(similarity.cka(X, Y, debiased=True))
     assert null[0] == pytest.approx(similarity.cka(X, Y[perm], debiased=True))
 
@@ -134,3 +135,42 @@ def test_two_language_models_give_no_correlation_but_a_direction():
     assert np.isnan(meta["competence_rho"]) and meta["lm_best"] == "lm0"
     assert meta["lm_best_aligns_most"]
     assert "too few for a rank correlation" in cm.verdict(meta)
+
+
+def test_retrieval_rejects_mismatched_rows():
+    with pytest.raises(ValueError, match="same number"):
+        contrastive.retrieval(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_linear_map_retrieval_beats_its_shuffled_maps():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((8, 6))
+    X = rng.standard_normal((120, 8))
+    Y = X @ W + 0.1 * rng.standard_normal((120, 6))
+    out = contrastive.linear_map_retrieval(X[:80], Y[:80], X[80:], Y[80:], n_draws=99)
+    assert out["top5"] > 0.9 and out["p_top5"] == pytest.approx(0.01)
+    assert out["null_top5"].mean() < 0.3 and out["null_top5"].shape == (99,)
+    unrelated = contrastive.linear_map_retrieval(X[:80], rng.standard_normal((80, 6)), X[80:],
+                                                 Y[80:], n_draws=99)
+    assert unrelated["p_top5"] > 0.01
+
+
+def test_positive_control_towers_align_related_features():
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((80, 4))
+    X = [np.tanh(Z @ rng.standard_normal((4, 10)))]
+    Y = [Z @ rng.standard_normal((4, 12)) + 0.05 * rng.standard_normal((80, 12))]
+    c = {"train_fraction": 0.5, "steps": 60, "hidden": 32, "dim": 8, "lr": 3e-3,
+         "temperature": 0.1}
+    table = contrastive.positive_control(X, Y, c, seeds=[0], n_null=19)
+    row = table.iloc[0]
+    assert row["n_train"] == 40 and row["n_test"] == 40
+    assert row["towers_knn"] > row["chance"] and row["towers_top1"] > 1 / 40
+
+
+def test_spearman_ci():
+    rho, lo, hi = stats.spearman_ci([1, 2, 3, 4, 5], [2, 4, 6, 8, 10], n_boot=50)
+    assert rho == pytest.approx(1.0) and lo == pytest.approx(1.0)
+    assert np.isnan(stats.spearman_ci([1, 2], [1, 2])[0])
+    with pytest.raises(ValueError, match="same length"):
+        stats.spearman_ci([1, 2, 3], [1, 2])

@@ -74,14 +74,37 @@ def _ident(hit_rate: dict, n_layers=4, seeds=range(4), condition="trained"):
     return pd.DataFrame(rows)
 
 
-def _tables(hit_rate, ppl=100.0):
+def _grounding(passing: set):
+    """Grounding rows: every test passed by the measures in ``passing``, failed by the rest."""
+    rows = []
+    for label in mt.IDENTIFICATION:
+        for test in mt.TESTS:
+            ok = label in passing
+            chance = mt.CHANCE[test]
+            value = chance + (0.4 if ok else 0.0)
+            rows.append({"measure": label, "test": test, "value": value,
+                         "ci_low": value - (0.1 if ok else 0.2), "ci_high": value + 0.1,
+                         "chance": chance, "p": 0.01 if test in mt.SEPARATION else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _classifiers(real_acc=0.95):
+    rows = [{"variant": v, "seed": s, "label_noise": n, "shortcut": sc,
+             "train_accuracy": 1.0, "test_accuracy": real_acc if v == "real" else
+             (0.1 if v == "random" else 0.8), "follows_code": 0.4 if sc else 0.1}
+            for v, (n, sc) in mt.VARIANTS.items() for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def _tables(hit_rate, ppl=100.0, passing=("linear CKA",), real_acc=0.95):
     inv = mt.invariances({"invariance": {"n": 30, "d": 5}, "seed": 0})
     ref = pd.DataFrame([{"key": "x", "check": "x", "measure": "cka_linear", "library": 0.5,
                          "reference": 0.5, "agrees": True}])
     models = pd.DataFrame({"seed": range(4), "val_ppl": ppl, "unigram_ppl": 400.0,
                            "n_stimuli": 100})
     ident = pd.concat([_ident(hit_rate), _ident({k: 0.0 for k in hit_rate}, condition="init")])
-    return {"invariances": inv, "reference": ref, "models": models, "identification": ident}
+    return {"invariances": inv, "reference": ref, "models": models, "identification": ident,
+            "classifiers": _classifiers(real_acc), "grounding": _grounding(set(passing))}
 
 
 def test_summarise_separates_reliable_from_chance_measures():
@@ -90,24 +113,43 @@ def test_summarise_separates_reliable_from_chance_measures():
     assert meta["identifies_poorly"] == ["SVCCA 99 %"]
     assert meta["trained_linear_cka_accuracy"] == 1.0
     assert meta["trained_svcca_99_accuracy"] == 0.0
-    assert meta["chance"] == 0.25 and meta["gate_passed"]
+    assert meta["chance"] == 0.25 and meta["gate_passed"] and meta["classifier_gate_passed"]
     assert meta["best_measure"] == "linear CKA"
     text = mt.verdict(meta)
     verdicts = dict(meta["verdicts"])
     assert "trust it to match layers" in verdicts["linear CKA"]
     assert "do not use it to match layers" in verdicts["SVCCA 99 %"]
     assert "untrained twins 0%" in verdicts["linear CKA"]
-    assert "1 of 2 measures" in text and "FAILED" not in text
+    assert "1 of 13 measures" in text and "FAILED" not in text
 
 
-def test_failed_capability_gate_withholds_verdicts():
+def test_grounding_verdicts_follow_the_intervals():
+    meta = mt.summarise(_tables({"linear CKA": 1.0, "RSA": 1.0}), n_boot=50)
+    assert meta["grounding_all_passed"] == ["linear CKA"]
+    assert meta["grounding_linear_cka_random_labels_passed"]
+    assert not meta["grounding_rsa_output_passed"]          # interval reaches chance
+    verdicts = dict(meta["verdicts"])
+    assert "passes every grounding test" in verdicts["linear CKA"]
+    assert "fails real vs random labels" in verdicts["RSA"]
+    assert "Its value changes under rotation, translation" in verdicts["RSA"]
+    assert "1 of 13 pass all five" in meta["headline"]
+
+
+def test_failed_capability_gates_withhold_verdicts():
     meta = mt.summarise(_tables({"linear CKA": 1.0}, ppl=390.0), n_boot=50)
     assert not meta["gate_passed"]
     assert "Capability gate FAILED" in mt.verdict(meta)
     assert "no verdict" in dict(meta["verdicts"])["linear CKA"]
+    meta = mt.summarise(_tables({"linear CKA": 1.0}, real_acc=0.3), n_boot=50)
+    assert not meta["classifier_gate_passed"]
+    assert "Classifier gate FAILED" in mt.verdict(meta)
 
 
-def test_reference_values_reproduce():
-    ref = mt.reference_values({"seed": 0, "n_reference_draws": 5})
-    assert ref["agrees"].all(), ref[["check", "library", "reference"]]
-    assert ref.loc[0, "library"] == pytest.approx(0.67, abs=0.05)
+def test_sizes_have_every_profile_and_the_paper_sizes_the_issue_asks_for():
+    assert set(mt.SIZES) == {"smoke", "paper", "hub"}
+    paper = mt.SIZES["paper"]
+    assert len(paper["seeds"]) >= 5 and paper["n_stimuli"] >= 2000
+    assert paper["model"]["n_layers"] >= 6 and paper["n_perm"] >= 99
+    assert len(paper["classifiers"]["seeds"]) >= 5 and paper["rtd_trials"] == 10
+    with pytest.raises(ValueError, match="unknown parameter"):
+        mt.run("smoke", n_seeds=3)

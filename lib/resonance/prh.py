@@ -29,7 +29,7 @@ import numpy as np
 from .similarity import _cosine_neighbours, _validated
 
 __all__ = ["CLAMP_QUANTILE", "K", "neighbours", "knn_grid", "grid_alignment", "GridAlignment",
-           "shuffles", "within_group_shuffles", "chance"]
+           "shuffles", "within_group_shuffles", "chance", "cka_with_null"]
 
 CLAMP_QUANTILE = 0.95
 K = 10
@@ -153,3 +153,17 @@ def grid_alignment(nbrs_a: Sequence[np.ndarray], nbrs_b: Sequence[np.ndarray],
         null.append(_overlaps(table, len(nbrs_a), _permuted(stacked, perm), k).max())
     return GridAlignment(grid, float(grid[best]), (int(best[0]), int(best[1])),
                          np.asarray(null, float), n, k)
+
+
+def cka_with_null(X: np.ndarray, Y: np.ndarray,
+                  permutations: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
+    """Debiased linear CKA of ``X: (n, d1)`` and ``Y: (n, d2)`` and its value under each
+    permutation of ``Y``'s rows, the two Gram matrices built once (the companion of a PRH score
+    at its best layer pair)."""
+    from .similarity import hsic, linear_gram
+
+    K, L = linear_gram(X), linear_gram(Y)
+    scale = np.sqrt(hsic(K, K, True) * hsic(L, L, True))
+    value = hsic(K, L, True) / scale
+    null = np.array([hsic(K, L[np.ix_(p, p)], True) / scale for p in permutations])
+    return float(value), null

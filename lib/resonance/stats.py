@@ -400,3 +400,26 @@ def seed_pair_bootstrap(values: Sequence[float], seeds_a: Sequence, seeds_b: Seq
     reps = reps[np.isfinite(reps)]
     low, high = np.quantile(reps, [(1 - ci) / 2, (1 + ci) / 2])
     return point, float(low), float(high)
+
+
+def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 999, seed: int = 0,
+                ci: float = 0.95) -> tuple[float, float, float]:
+    """Spearman's rho of paired points (one per model) and a percentile bootstrap interval that
+    resamples the points; nan for fewer than 3 points (draws with a constant side skipped)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.shape} and {y.shape}")
+    if x.size < 3:
+        return float("nan"), float("nan"), float("nan")
+    rho = float(spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(int(n_boot)):
+        idx = rng.integers(0, x.size, x.size)
+        if np.unique(x[idx]).size > 1 and np.unique(y[idx]).size > 1:
+            boots.append(spearmanr(x[idx], y[idx]).statistic)
+    tail = round((1 - ci) / 2, 12)
+    lo, hi = np.quantile(boots, [tail, 1 - tail]) if boots else (np.nan, np.nan)
+    return rho, float(lo), float(hi)

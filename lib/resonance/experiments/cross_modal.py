@@ -13,7 +13,6 @@ Primary analysis, declared before the others: EfficientNet-Lite0 ↔ MiniLM, mut
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -21,12 +20,14 @@ import pandas as pd
 from scipy import stats as _stats
 
 from .. import activations, metrics, prh, similarity, stimuli, store, zoo
+from ..baselines import bits_per_byte, pixel_features, random_twin, static_features
+from ..contrastive import linear_map_retrieval, positive_control
 from ..seeding import seed_everything
-from ..stats import fmt, mean_ci
+from ..stats import fmt, mean_ci, permutation_p, spearman_ci
 from ..store import Bundle, config_hash
-from .common import RECIPE, inhouse_model, profile_config
+from .common import PPL_GATE, RECIPE_GATED, inhouse_model, profile_config, unigram_baseline
 
-VERSION = 1  # bump when compute() changes its output
+VERSION = 2  # bump when compute() changes its output
 NAME = "03_cross_modal"
 PRIMARY = ("efficientnet-lite0", "minilm")
 # ImageNet top-1 of the EfficientNet-Lite checkpoints (TensorFlow TPU model card, the source of
@@ -36,22 +37,22 @@ IMAGENET_TOP1 = {"efficientnet-lite0": 75.1, "efficientnet-lite1": 76.7,
 # Released models whose captions are also shown as category names (the category-name control).
 SIZES = {
     "smoke": {"n_pairs": 100, "size": 160, "vision": ["efficientnet-lite0"], "text": ["minilm"],
-              "static": False, "random_init": True, "pixels": 32, "ladder": [],
+              "static": False, "random_init": True, "pixels": 32, "ladder": [[16, 1]],
               "n_null": 99, "sweep": [32, 64, 100], "sweep_draws": 3,
               "topo": {"n_null": 99, "n_boot": 5, "subsample": 50, "n_subsamples": 1},
               "local_min_items": 11,
               "contrastive": {"seeds": [0, 1], "train_fraction": 0.5, "steps": 100,
                               "hidden": 128, "dim": 64, "lr": 1e-3, "temperature": 0.07},
-              "functional_draws": 99, "bpb_bytes": 0},
+              "functional_draws": 99, "bpb_bytes": 2000},
     "paper": {"n_pairs": 512, "size": 160,
               "vision": ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
               "text": ["minilm", "mpnet", "smollm2-135m", "gemma3-270m"],
               "static": True, "random_init": True, "pixels": 32,
-              # The in-house GPT-2 ladder of 01_scale (seed 0, common.RECIPE) is left out of the
-              # committed run: it was being retrained with a new recipe when this ran. Add it
-              # with run("paper", ladder="scale", force=True) once trained.
-              "ladder": [],
-              "n_null": 99, "sweep": [64, 128, 256, None], "sweep_draws": 5,
+              # The in-house GPT-2 ladder of 01_scale: its seed-0 runs (01's recipe), cached.
+              "ladder": "scale",
+              # n-sweep: sizes above n_pairs (None = every pair of the corpus) are drawn from
+              # all pairs, for the primary pair only (its features extracted on all of them).
+              "n_null": 99, "sweep": [64, 128, 256, 512, 1024, None], "sweep_draws": 5,
               "topo": {"n_null": 99, "n_boot": 10, "subsample": 100, "n_subsamples": 2},
               "local_min_items": 16,
               "contrastive": {"seeds": [0, 1, 2, 3, 4], "train_fraction": 0.5, "steps": 300,
@@ -66,7 +67,7 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides:
     if config["ladder"] == "scale":
         from .scale import SIZES as SCALE_SIZES
         config["ladder"] = [list(r) for r in SCALE_SIZES["paper"]["ladder"]]
-    config["recipe"] = RECIPE["smoke" if profile == "smoke" else "paper"]
+    config["recipe"] = RECIPE_GATED["smoke" if profile == "smoke" else "paper"]
     return store.cached(NAME, profile, config, compute, force=force)
 
 
@@ -76,44 +77,6 @@ def paired(config: dict) -> stimuli.Stimuli:
 
 
 # -- models and features ----------------------------------------------------------------------
-
-def random_twin(model: zoo.ZooModel, seed: int = 0) -> zoo.ZooModel:
-    """``model``'s architecture with freshly initialised weights (PyTorch defaults, seeded)."""
-    import torch
-
-    torch.manual_seed(seed)
-    if model.modality == "vision":
-        from efficientnet_lite_pytorch import EfficientNet
-        module = EfficientNet.from_name(model.name)
-    else:
-        from transformers import AutoModel
-        module = AutoModel.from_config(model.module.config)
-    module.eval()
-    name = f"{model.name}-random-s{seed}"
-    return dataclasses.replace(model, name=name, module=module,
-                               key=config_hash({"random_twin": model.key, "seed": seed}),
-                               identity={**model.identity, "random_init_seed": seed})
-
-
-def pixel_features(images: np.ndarray, side: int = 32) -> np.ndarray:
-    """Raw pixels as features: images resized to ``side`` x ``side``, flattened, in [0, 1]."""
-    return (stimuli._resize(images.astype(np.float32), side) / 255.0).reshape(len(images), -1)
-
-
-def static_features(texts: list[str]) -> np.ndarray:
-    """WordLlama static token embeddings (L2 Supercat, 256-d), mean-pooled per text, offline."""
-    from pathlib import Path
-
-    try:
-        import wordllama
-        from wordllama import WordLlama
-    except ImportError as err:
-        raise zoo.ZooUnavailableError(f"the static text baseline needs wordllama: "
-                                      f"{zoo.ZOO_EXTRA_HINT}") from err
-    # The wheel ships its tokenizer under tokenizers/, where load() only looks in a cache dir.
-    model = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-    return np.asarray(model.embed(list(texts), norm=False), dtype=np.float32)
-
 
 def _deep_layers(model, stims) -> list[np.ndarray]:
     """Every hidden state but the input embedding / stem (as :mod:`metrics` compares them)."""
@@ -176,20 +139,6 @@ def _features(entries: list[dict], config: dict, stims: stimuli.Stimuli,
 
 # -- measures ---------------------------------------------------------------------------------
 
-def _cka_with_null(X: np.ndarray, Y: np.ndarray, perms) -> tuple[float, np.ndarray]:
-    """Debiased linear CKA and its value under each permutation of Y's rows (Grams built once)."""
-    K, L = similarity.linear_gram(X), similarity.linear_gram(Y)
-    self_k, self_l = similarity.hsic(K, K, True), similarity.hsic(L, L, True)
-    scale = np.sqrt(self_k * self_l)
-    value = similarity.hsic(K, L, True) / scale
-    null = np.array([similarity.hsic(K, L[np.ix_(p, p)], True) / scale for p in perms])
-    return float(value), null
-
-
-def _p(null: np.ndarray, value: float) -> float:
-    return float((1 + (null >= value).sum()) / (1 + null.size))
-
-
 def _pair_row(va: str, ta: str, nb_v, nb_t, feats_v, feats_t, perms, text_input="caption",
               cka: bool = True) -> dict:
     res = prh.grid_alignment(nb_v, nb_t, perms)
@@ -201,8 +150,8 @@ def _pair_row(va: str, ta: str, nb_v, nb_t, feats_v, feats_t, perms, text_input=
            "knn_p": res.p_value, "chance": prh.chance(res.n, res.k),
            "knn_last": float(res.grid[-1, -1])}
     if cka:
-        value, null = _cka_with_null(feats_v[i], feats_t[j], perms)
-        row.update(cka=value, cka_null_high=float(np.quantile(null, 0.95)), cka_p=_p(null, value))
+        value, null = prh.cka_with_null(feats_v[i], feats_t[j], perms)
+        row.update(cka=value, cka_null_high=float(np.quantile(null, 0.95)), cka_p=permutation_p(value, null))
     return row
 
 
@@ -239,22 +188,30 @@ def _grid_tables(config, stims, feats_v, feats_t, feats_names, vision, text) -> 
     return {"pairs": pd.DataFrame(rows), "within_category": pd.DataFrame(controls)}
 
 
-def _sweep(config, stims, feats_v, feats_t, pairs: pd.DataFrame, primary_pairs) -> pd.DataFrame:
+def _sweep(config, stims, feats_v, feats_t, pairs: pd.DataFrame, primary_pairs,
+           big=None) -> pd.DataFrame:
+    """Mutual 10-NN at each pair's best layer pair on random subsets of n pairs. Sizes up to
+    ``len(stims)`` use the analysis set (every pair in ``primary_pairs``); larger sizes use
+    ``big = (all_stims, feats_v, feats_t)``, features of the first pair on every pair."""
     rows = []
-    n_all = len(stims)
+    n_set = len(stims)
+    n_all = len(big[0]) if big is not None else n_set
     rng = np.random.default_rng([config["seed"], 0x5EE])
     sizes = sorted({n_all if s is None else min(int(s), n_all) for s in config["sweep"]})
     best = pairs.query("text_input == 'caption'").set_index(["vision", "text"])
     for size in sizes:
-        draws = 1 if size == n_all else config["sweep_draws"]
+        source = (n_set, feats_v, feats_t, primary_pairs) if size <= n_set else \
+            (n_all, big[1], big[2], primary_pairs[:1])
+        draws = 1 if size in (n_set, n_all) else config["sweep_draws"]
         for draw in range(draws):
-            idx = np.sort(rng.choice(n_all, size=size, replace=False))
+            idx = np.sort(rng.choice(source[0], size=size, replace=False))
             perm = rng.permutation(size)
-            for v, t in primary_pairs:
+            for v, t in source[3]:
                 b = best.loc[(v, t)]
-                X, Y = feats_v[v][b.layer_v - 1][idx], feats_t[t][b.layer_t - 1][idx]
+                X, Y = source[1][v][b.layer_v - 1][idx], source[2][t][b.layer_t - 1][idx]
                 nx, ny = prh.neighbours(X), prh.neighbours(Y)
                 rows.append({"vision": v, "text": t, "n": size, "draw": draw,
+                             "set": "analysis" if size <= n_set else "all pairs",
                              "knn": prh.knn_grid([nx], [ny])[0, 0],
                              "knn_shuffled": prh.knn_grid([nx], [np.argsort(perm)[ny[perm]]])[0, 0],
                              "chance": prh.chance(size),
@@ -291,96 +248,21 @@ def _topology(config, stims, feats_v, feats_t, pairs) -> tuple[pd.DataFrame, pd.
     return glob, local
 
 
-def _train_towers(Xtr, Ytr, c: dict, seed: int):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-
-    def tower(d_in):
-        return nn.Sequential(nn.Linear(d_in, c["hidden"]), nn.GELU(),
-                             nn.Linear(c["hidden"], c["dim"]))
-
-    f, g = tower(Xtr.shape[1]), tower(Ytr.shape[1])
-    log_scale = nn.Parameter(torch.tensor(float(np.log(1 / c["temperature"]))))
-    params = [*f.parameters(), *g.parameters(), log_scale]
-    opt = torch.optim.AdamW(params, lr=c["lr"], weight_decay=0.01)
-    X, Y = torch.from_numpy(Xtr), torch.from_numpy(Ytr)
-    target = torch.arange(len(X))
-    for _ in range(c["steps"]):
-        a = nn.functional.normalize(f(X), dim=1)
-        b = nn.functional.normalize(g(Y), dim=1)
-        logits = a @ b.T * log_scale.exp().clamp(max=100)
-        loss = (nn.functional.cross_entropy(logits, target)
-                + nn.functional.cross_entropy(logits.T, target)) / 2
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return f.eval(), g.eval(), float(loss.detach())
-
-
-def _retrieval(pred: np.ndarray, target: np.ndarray, ks=(1, 5)) -> dict:
-    """Image -> caption retrieval: rank of the true caption among all, by centred cosine."""
-    P = pred - pred.mean(0)
-    T = target - target.mean(0)
-    P /= np.linalg.norm(P, axis=1, keepdims=True) + 1e-12
-    T /= np.linalg.norm(T, axis=1, keepdims=True) + 1e-12
-    scores = P @ T.T
-    ranks = (scores > scores[np.arange(len(P)), np.arange(len(P))][:, None]).sum(1) + 1
-    return {**{f"top{k}": float((ranks <= k).mean()) for k in ks},
-            "median_rank": float(np.median(ranks)), "ranks": ranks, "scores": scores}
-
-
-def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    mu, sd = train.mean(0), train.std(0) + 1e-6
-    return [((x - mu) / sd).astype(np.float32) for x in (train, *others)]
-
-
 def _contrastive(config, stims, feats_v, feats_t) -> pd.DataFrame:
-    """The positive control: CLIP-style two towers on the primary pair's last layers, trained on
-    part of the pairs; alignment of the towers vs the unimodal inputs on held-out pairs."""
-    import torch
-
-    c = config["contrastive"]
+    """The positive control (:func:`resonance.contrastive.positive_control`) on the primary
+    pair."""
     v, t = PRIMARY if PRIMARY[0] in feats_v and PRIMARY[1] in feats_t else \
         (next(iter(feats_v)), next(iter(feats_t)))
-    Xall, Yall = feats_v[v][-1], feats_t[t][-1]
-    n = len(stims)
-    rows = []
-    for seed in c["seeds"]:
-        rng = np.random.default_rng([config["seed"], seed, 0xC11])
-        order = rng.permutation(n)
-        n_train = int(round(c["train_fraction"] * n))
-        tr, te = np.sort(order[:n_train]), np.sort(order[n_train:])
-        Xtr, Xte = _standardise(Xall[tr], Xall[te])
-        Ytr, Yte = _standardise(Yall[tr], Yall[te])
-        f, g, loss = _train_towers(Xtr, Ytr, c, seed)
-        with torch.no_grad():
-            A, B = f(torch.from_numpy(Xte)).numpy(), g(torch.from_numpy(Yte)).numpy()
-        perms = prh.shuffles(len(te), config["n_null"], seed)
-        towers = prh.grid_alignment([prh.neighbours(A)], [prh.neighbours(B)], perms)
-        inputs = prh.grid_alignment([prh.neighbours(Xall[te])], [prh.neighbours(Yall[te])],
-                                    perms)
-        full = prh.grid_alignment([prh.neighbours(x[te]) for x in feats_v[v]],
-                                  [prh.neighbours(y[te]) for y in feats_t[t]])
-        retrieval = _retrieval(A, B)
-        rows.append({"seed": seed, "vision": v, "text": t, "n_train": len(tr), "n_test": len(te),
-                     "train_loss": loss, "towers_knn": towers.value, "towers_p": towers.p_value,
-                     "towers_null_high": towers.null_quantile(0.95),
-                     "inputs_knn": inputs.value, "inputs_grid_knn": full.value,
-                     "towers_cka": similarity.cka(A, B, debiased=True),
-                     "inputs_cka": similarity.cka(Xall[te], Yall[te], debiased=True),
-                     "towers_top1": retrieval["top1"], "towers_top5": retrieval["top5"],
-                     "chance": prh.chance(len(te)), "chance_top1": 1 / len(te)})
-    return pd.DataFrame(rows)
+    c = config["contrastive"]
+    table = positive_control(feats_v[v], feats_t[t], c, c["seeds"], config["n_null"],
+                             config["seed"])
+    return table.assign(vision=v, text=t)
 
 
 def _functional(config, stims, feats_v, feats_t, primary_pairs) -> tuple[pd.DataFrame,
                                                                         pd.DataFrame]:
     """A linear map image -> text fitted on the emoji pairs (ridge, alpha by leave-one-out),
     scored by caption retrieval on the Tux Paint pairs, vs chance and shuffled-pair maps."""
-    from sklearn.linear_model import RidgeCV
-
     source = np.array([label.split("/", 1)[0] for label in stims.labels])
     fit, test = np.flatnonzero(source == "emoji"), np.flatnonzero(source == "tuxpaint")
     if len(fit) < 20 or len(test) < 10:
@@ -394,22 +276,10 @@ def _functional(config, stims, feats_v, feats_t, primary_pairs) -> tuple[pd.Data
         sel = prh.grid_alignment([prh.neighbours(x[fit]) for x in feats_v[v]],
                                  [prh.neighbours(y[fit]) for y in feats_t[t]])
         X, Y = feats_v[v][sel.best[0]], feats_t[t][sel.best[1]]
-        Xf, Xt = _standardise(X[fit], X[test])
-        mu_y = Y[fit].mean(0)
-        model = RidgeCV(alphas=np.logspace(-1, 5, 13)).fit(Xf, Y[fit] - mu_y)
-        real = _retrieval(model.predict(Xt), Y[test])
-        # Shuffled maps: the same ridge on emoji pairs whose captions are permuted.
-        U, s, Vt = np.linalg.svd(Xf, full_matrices=False)
-        shrink = s / (s ** 2 + model.alpha_)
-        null5, null1 = [], []
-        for perm in perms:
-            W = Vt.T @ (shrink[:, None] * (U.T @ (Y[fit][perm] - mu_y)))
-            r = _retrieval(Xt @ W, Y[test])
-            null5.append(r["top5"])
-            null1.append(r["top1"])
-        null5, null1 = np.array(null5), np.array(null1)
+        real = linear_map_retrieval(X[fit], Y[fit], X[test], Y[test], perms=perms)
+        null5, null1 = real["null_top5"], real["null_top1"]
         rows.append({"vision": v, "text": t, "layer_v": sel.best[0] + 1,
-                     "layer_t": sel.best[1] + 1, "alpha": float(model.alpha_),
+                     "layer_t": sel.best[1] + 1, "alpha": real["alpha"],
                      "n_fit": len(fit), "n_test": len(test),
                      "top1": real["top1"], "top5": real["top5"],
                      "median_rank": real["median_rank"],
@@ -417,7 +287,7 @@ def _functional(config, stims, feats_v, feats_t, primary_pairs) -> tuple[pd.Data
                      "shuffled_top5_mean": float(null5.mean()),
                      "shuffled_top5_high": float(np.quantile(null5, 0.95)),
                      "shuffled_top1_mean": float(null1.mean()),
-                     "p_top5": _p(null5, real["top5"]), "p_top1": _p(null1, real["top1"])})
+                     "p_top5": real["p_top5"], "p_top1": real["p_top1"]})
         if (v, t) == primary_pairs[0]:
             top = np.argsort(-real["scores"], axis=1, kind="stable")[:, :3]
             for row, item in enumerate(test):
@@ -428,49 +298,29 @@ def _functional(config, stims, feats_v, feats_t, primary_pairs) -> tuple[pd.Data
     return pd.DataFrame(rows), pd.DataFrame(examples)
 
 
-def bits_per_byte(model: zoo.ZooModel, text: str, window: int = 128) -> float:
-    """Next-token cross-entropy of a causal LM on ``text``, in bits per UTF-8 byte.
-
-    The text is tokenised once and cut into non-overlapping windows of ``window`` tokens; each
-    window's first token is context only, so the bytes counted are those of the predicted
-    tokens (decoded window by window).
-    """
-    import torch
-
-    from ..train import _logits
-
-    tok = model.tokenizer
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    window = min(window, model.max_length or window)
-    nats, n_bytes = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(ids) - 1, window):
-            chunk = ids[start:start + window]
-            if len(chunk) < 2:
-                break
-            x = torch.tensor([chunk], device=model.device)
-            logits = _logits(model.module(input_ids=x)).float()[0, :-1]
-            nats += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
-            n_bytes += len(tok.decode(chunk[1:]).encode("utf-8"))
-    if not n_bytes:
-        raise ValueError("text too short for bits per byte")
-    return nats / np.log(2) / n_bytes
-
-
 def _competence(config, text) -> pd.DataFrame:
     """Bits per byte of every causal LM on one held-out text (KJV validation chapters)."""
     causal = [e for e in text if e["name"] in CAUSAL or e["kind"] == "inhouse"]
     if not causal or not config["bpb_bytes"]:
-        return pd.DataFrame(columns=["text", "kind", "bpb", "params"])
+        return pd.DataFrame(columns=["text", "kind", "bpb", "params", "val_ppl", "unigram_ppl",
+                                     "ppl_gate"])
     from .. import data
 
     held_out = "\n".join(data.corpus("kjv").split("validation"))
     held_out = held_out[:config["bpb_bytes"]]
     rows = []
+    unigram = unigram_baseline(config["recipe"]) if any(e["kind"] == "inhouse" for e in causal) \
+        else float("nan")
     for entry in causal:
         model = _load(entry, config)
-        rows.append({"text": entry["name"], "kind": entry["kind"],
-                     "bpb": bits_per_byte(model, held_out), "params": model.n_params})
+        row = {"text": entry["name"], "kind": entry["kind"],
+               "bpb": bits_per_byte(model, held_out), "params": model.n_params,
+               "val_ppl": float("nan"), "unigram_ppl": float("nan"), "ppl_gate": True}
+        if entry["kind"] == "inhouse":  # the capability gate of 01_scale, on its own tokens
+            trained = inhouse_model("gpt2", *entry["shape"], 0, config["recipe"])[1]
+            val = float(trained.history.dropna(subset=["val_ppl"])["val_ppl"].iloc[-1])
+            row.update(val_ppl=val, unigram_ppl=unigram, ppl_gate=bool(val <= PPL_GATE * unigram))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -486,7 +336,13 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     tables = _grid_tables(config, stims, feats_v, feats_t, feats_names, vision, text)
     primary_pairs = [(v, t) for v in config["vision"] for t in config["text"]]
     primary_pairs.sort(key=lambda p: p != PRIMARY)  # the declared primary pair first
-    tables["sweep"] = _sweep(config, stims, feats_v, feats_t, tables["pairs"], primary_pairs)
+    big = None
+    if any(s is None or s > len(stims) for s in config["sweep"]):
+        all_stims = stimuli.paired_stimuli(size=config["size"], n=None, seed=config["seed"])
+        v0, t0 = primary_pairs[0]
+        big = (all_stims, _features([e for e in vision if e["name"] == v0], config, all_stims),
+               _features([e for e in text if e["name"] == t0], config, all_stims))
+    tables["sweep"] = _sweep(config, stims, feats_v, feats_t, tables["pairs"], primary_pairs, big)
     tables["topology"], tables["local"] = _topology(config, stims, feats_v, feats_t,
                                                     tables["pairs"])
     tables["contrastive"] = _contrastive(config, stims, feats_v, feats_t)
@@ -503,26 +359,6 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 
 
 # -- summary and verdict ------------------------------------------------------------------------
-
-def _spearman_ci(x, y, n_boot: int = 999, seed: int = 0) -> tuple[float, float, float]:
-    """Spearman rho and a percentile bootstrap CI that resamples models (points)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.size < 3:
-        return float("nan"), float("nan"), float("nan")
-    rho = float(_stats.spearmanr(x, y).statistic)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        if np.unique(x[idx]).size > 1 and np.unique(y[idx]).size > 1:
-            boots.append(_stats.spearmanr(x[idx], y[idx]).statistic)
-    lo, hi = (np.quantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan))
-    return rho, float(lo), float(hi)
-
-
-def _excess(value, null_mean):
-    return value - null_mean
-
 
 def summarise(tables: dict[str, pd.DataFrame]) -> dict:
     pairs = tables["pairs"]
@@ -582,7 +418,8 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
     meta["sweep_cka_small"] = float(by_n["cka"].iloc[0])
     meta["sweep_cka_all"] = float(by_n["cka"].iloc[-1])
     allpairs = tables["sweep"].groupby(["vision", "text", "n"])["knn"].mean().unstack("n")
-    meta["sweep_knn_falls_all"] = bool((allpairs.iloc[:, -1] < allpairs.iloc[:, 0]).all())
+    meta["sweep_knn_falls_all"] = bool(allpairs.apply(
+        lambda r: r.dropna().iloc[-1] < r.dropna().iloc[0], axis=1).all())
     # Topology and local resonance (primary pair).
     topo = tables["topology"].set_index("measure")
     for m in ("rtd", "persistence_distance"):
@@ -623,6 +460,18 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
                                    f"{fun.loc[fun['top5'].idxmax(), 'text']}"})
     # Competence: bits per byte (lower = better) vs alignment, per vision model.
     comp = tables["competence"]
+    ladder = comp[comp["kind"] == "inhouse"] if "kind" in comp else comp.iloc[:0]
+    meta["ladder_n"] = int(len(ladder))
+    meta["ladder_gate_passed"] = int(ladder["ppl_gate"].astype(bool).sum()) if len(ladder) else 0
+    meta["ppl_gate"] = PPL_GATE
+    if len(ladder):
+        lk = cap[cap["text"].isin(ladder["text"]) & (cap["vision_kind"] == "pretrained")]
+        meta["ladder_knn_min"], meta["ladder_knn_max"] = float(lk["knn"].min()), float(lk["knn"].max())
+        meta["ladder_share"] = float(lk["knn"].mean() / meta["real_knn_mean"])
+        meta["ladder_failed"] = [t for t, ok in zip(ladder["text"], ladder["ppl_gate"]) if not ok]
+        meta["ladder_ppl_ratio_max"] = float((ladder["val_ppl"] / ladder["unigram_ppl"]).max())
+    if "ppl_gate" in comp:  # models that fail the capability gate take no part in the comparison
+        comp = comp[comp["ppl_gate"].astype(bool)]
     meta["n_lms"] = int(len(comp))
     if len(comp):
         align = cap[cap["text"].isin(comp["text"]) & (cap["vision_kind"] == "pretrained")] \
@@ -634,7 +483,7 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
                     lm_best_aligns_most=bool(joined["knn"].idxmax() == best),
                     lm_bpb_range=f"{joined['bpb'].min():.2f}–{joined['bpb'].max():.2f}")
     if len(comp) >= 3:
-        rho, lo, hi = _spearman_ci(-joined["bpb"], joined["knn"])
+        rho, lo, hi = spearman_ci(-joined["bpb"], joined["knn"])
         meta.update(competence_rho=rho, competence_rho_low=lo, competence_rho_high=hi)
     else:
         meta.update(competence_rho=float("nan"), competence_rho_low=float("nan"),
@@ -677,15 +526,26 @@ def verdict(meta: dict) -> str:
         f"alignment on average (range {meta['within_share_min']:.0%}–{meta['within_share_max']:.0%}"
         f"): that part is category-level, not item-level. Replacing every caption by its "
         f"category name reaches {meta['name_ratio']:.0%} of the caption alignment.")
+    share = {k: None if meta[k] is None else meta[k] / meta["real_knn_mean"] for k in ("random_vision_knn", "random_text_knn",
+                                                           "pixels_knn", "static_knn")}
     lines.append(
-        f"Baselines: a random-init {meta['primary_vision']} aligns at {fmt(meta['random_vision_knn'], '.3f')} "
-        f"with the released text models (trained {meta['real_knn_mean']:.3f} on average), "
-        f"a random-init text twin at {fmt(meta['random_text_knn'], '.3f')}, raw pixels at "
-        f"{fmt(meta['pixels_knn'], '.3f')}, static word embeddings (wordllama) at "
-        f"{fmt(meta['static_knn'], '.3f')}.")
+        f"Baselines (share of the trained pairs' mean {meta['real_knn_mean']:.3f} that each keeps): "
+        f"a random-init {meta['primary_vision']} {fmt(meta['random_vision_knn'], '.3f')} "
+        f"({fmt(share['random_vision_knn'], '.0%')}), a random-init text twin "
+        f"{fmt(meta['random_text_knn'], '.3f')} ({fmt(share['random_text_knn'], '.0%')}), raw "
+        f"pixels {fmt(meta['pixels_knn'], '.3f')} ({fmt(share['pixels_knn'], '.0%')}), static "
+        f"word embeddings (wordllama) {fmt(meta['static_knn'], '.3f')} "
+        f"({fmt(share['static_knn'], '.0%')}).")
+    if meta.get("ladder_n"):
+        lines.append(
+            f"In-house GPT-2 ladder (KJV only, {meta['ladder_n']} rungs, "
+            f"{meta['ladder_gate_passed']} of them past the gate val perplexity ≤ "
+            f"{meta['ppl_gate']} × unigram): mutual 10-NN {meta['ladder_knn_min']:.3f}–"
+            f"{meta['ladder_knn_max']:.3f} with the vision models, "
+            f"{meta['ladder_share']:.0%} of the released text models' mean.")
     direction = "falls" if meta["sweep_knn_all"] < meta["sweep_knn_small"] else "rises"
     lines.append(
-        f"n-sweep: mutual 10-NN {direction} from {meta['sweep_knn_small']:.3f} at n = "
+        f"n-sweep ({meta['primary_vision']} ↔ {meta['primary_text']}): mutual 10-NN {direction} from {meta['sweep_knn_small']:.3f} at n = "
         f"{meta['sweep_n_min']} to {meta['sweep_knn_all']:.3f} at n = {meta['sweep_n_max']} "
         f"(ratio to chance {meta['sweep_ratio_small']:.1f}× → {meta['sweep_ratio_all']:.1f}×); "
         f"debiased CKA {meta['sweep_cka_small']:.3f} → {meta['sweep_cka_all']:.3f}.")
@@ -706,7 +566,7 @@ def verdict(meta: dict) -> str:
         f"{meta['unimodal_share_of_towers']:.0%} of a (weak) multimodal model's resonance.")
     if meta["n_lms"] >= 3:
         lines.append(
-            f"Competence: across {meta['n_lms']} causal LMs, Spearman ρ between competence "
+            f"Competence: across {meta['n_lms']} causal LMs past their gates, Spearman ρ between competence "
             f"(− bits per byte) and alignment is {meta['competence_rho']:+.2f} "
             f"[{fmt(meta['competence_rho_low'], '+.2f')}, {fmt(meta['competence_rho_high'], '+.2f')}].")
     elif meta["n_lms"]:

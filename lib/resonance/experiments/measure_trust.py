@@ -1,41 +1,38 @@
 """08_measure_trust: how far can each measure be trusted?
 
-Three checks every measure of the registry should pass before its numbers are read:
-
-1. **Invariances** (live, seeded Gaussian data): which transforms of one side leave the value
-   unchanged, against what each measure's definition promises (:data:`EXPECTED_INVARIANT`).
-2. **Reference values**: the library on the inputs the field's reference numbers were made
-   with (chance levels, the small-n bias of biased CKA, Kornblith et al.'s CKA demo input).
-3. **Layer identification** (Kornblith et al. 2019, Table 2): for models of one architecture
-   trained from different seeds, is the most similar layer of model B to layer i of model A
-   layer i itself? In-house 6-block GPT-2-style models trained on the KJV, token-level hidden
-   states at held-out validation positions, the embedding layer excluded; accuracy per measure
-   with chance (1/L), a cluster bootstrap over seeds, +-1-layer accuracy and confusion counts,
-   and the same test on the seeds' untrained initialisations as a control.
+1. **Invariances** (live, seeded Gaussian data) against what each definition promises
+   (:data:`EXPECTED_INVARIANT`).
+2. **Reference values**: the library on the reference implementations' demo inputs beside their
+   published values (:mod:`resonance.references`).
+3. **Layer identification** (Kornblith et al. 2019, Table 2) on 6-block GPT-2-style KJV models
+   from different seeds, token-level states at held-out positions, embeddings excluded; the
+   seeds' untrained initialisations as a control; and, within each model, **layer
+   monotonicity** (ReSi): is a nearer block more alike than a farther one?
+4. **Grounding tests** after ReSi (Klabunde et al. 2025) on small in-house MLPs on digits
+   (:func:`resonance.grounding.classifier_family`): separating real-label models from models
+   trained on randomised labels (all, or a quarter) or with a shortcut input; tracking the
+   models' output differences (Spearman's rho). Intervals resample models.
 """
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .. import data, invariance, store, train
+from .. import data, grounding, invariance, references, store, train
 from .. import measures as registry
 from ..seeding import seed_everything
-from ..similarity import similarity_matrix
-from ..stats import fmt, seed_pair_bootstrap, unigram_perplexity
+from ..stats import fmt, unigram_perplexity
 from ..store import Bundle
 from .common import profile_config
 
-VERSION = 1
+VERSION = 2
 NAME = "08_measure_trust"
 
-# label -> (registry name, options). Kornblith's CCA rows: mean rho over all directions (CCA),
-# SVCCA at 99 % variance (their setting, after Raghu et al.) and at a fixed k; RBF CKA at their
-# three bandwidths (fractions of the median distance).
+# label -> (registry name, options): Kornblith's CCA rows (mean rho over all directions, SVCCA
+# at 99 % variance as theirs, and at a fixed k) and RBF CKA at their three bandwidths.
 IDENTIFICATION = {
     "linear CKA": ("cka_linear", {}),
     "RBF CKA 0.2": ("cka_rbf", {"threshold": 0.2}),
@@ -52,10 +49,8 @@ IDENTIFICATION = {
     "Procrustes": ("procrustes", {}),
 }
 
-# Kornblith et al. 2019, Table 2 (10 architecturally identical 10-layer CNNs on CIFAR-10, logits
-# layer excluded, accuracy in %), quoted from memory of the paper, not re-read here: treat them as
-# approximate. Their asymmetric indexes (PWCCA, linear regression) were symmetrised as S + S^T,
-# as done here. None: the paper has no such row.
+# Kornblith et al. 2019, Table 2 (10-layer CNNs on CIFAR-10, logits excluded, %), quoted from
+# memory of the paper, not re-read here: approximate. None: no such row in the paper.
 PAPER_TABLE2 = {
     "linear CKA": 99.3, "RBF CKA 0.2": 80.6, "RBF CKA 0.4": 99.1, "RBF CKA 0.8": 99.3,
     "debiased CKA": None, "CCA (mean rho)": 1.4, "SVCCA 99 %": 9.9, "SVCCA k=10": None,
@@ -63,11 +58,10 @@ PAPER_TABLE2 = {
     "Procrustes": None,
 }
 
-# The invariances each definition promises (transform -> measures invariant to it); every other
-# (measure, transform) cell is expected to move. Mutual k-NN, CKNNA and RSA read angles or
-# correlations of uncentred rows, so translation moves them, and RSA's row-wise correlation
-# distance is not rotation invariant; only CCA without truncation (PWCCA keeps every direction)
-# forgives an invertible linear map; only a pairing-free measure ignores a shuffle of Y's rows.
+# transform -> measures whose definition promises invariance (every other cell should move):
+# neighbour measures and RSA read uncentred rows, RSA's row correlations are not rotation
+# invariant, only untruncated CCA forgives an invertible map, only a pairing-free measure
+# ignores a shuffle of Y's rows.
 _ALL = tuple(registry.MEASURES)
 EXPECTED_INVARIANT = {
     "rotation": tuple(m for m in _ALL if m != "rsa"),
@@ -78,8 +72,23 @@ EXPECTED_INVARIANT = {
     "row_shuffle": tuple(m for m in _ALL if registry.get(m).null == "gaussian"),
 }
 
+# ReSi-style families: variant -> (share of randomised training labels, shortcut input), and
+# the tests read from them (test -> (reference group, other group)); "output" and
+# "monotonicity" are the two correlational tests. Primary test: random_labels.
+VARIANTS = {"real": (0.0, False), "noisy25": (0.25, False), "noisy50": (0.5, False),
+            "random": (1.0, False), "shortcut": (0.0, True)}
+SEPARATION = {"random_labels": ("real", "random"), "noisy_labels": ("real", "noisy25"),
+              "shortcut": ("real", "shortcut")}
+OUTPUT_VARIANTS = ("real", "noisy25", "noisy50", "random")
+TESTS = {"random_labels": "real vs random labels", "noisy_labels": "real vs 25 % noisy labels",
+         "shortcut": "real vs shortcut", "output": "tracks output difference",
+         "monotonicity": "monotone in layer distance"}
+CHANCE = {"random_labels": 0.5, "noisy_labels": 0.5, "shortcut": 0.5, "output": 0.0,
+          "monotonicity": 0.5}
+
 RELIABLE = 0.9       # identification accuracy a measure needs to be called reliable at it
-GATE_RATIO = 0.75    # capability gate: every model's val perplexity below this x unigram's
+GATE_RATIO = 0.75    # LM gate: every model's val perplexity below this x unigram's
+CLASSIFIER_GATE = 0.8  # classifier gate: real-label test accuracy above this, random-label <= 0.2
 MIN_CONTEXT = 8      # stimuli are token positions with at least this many tokens before them
 
 _MODEL = {"context": 64, "batch_size": 8, "lr": 5e-3, "eval_every": 64, "eval_tokens": 8192,
@@ -87,10 +96,24 @@ _MODEL = {"context": 64, "batch_size": 8, "lr": 5e-3, "eval_every": 64, "eval_to
 SIZES = {
     "smoke": {"model": {**_MODEL, "d_model": 32, "n_layers": 3, "tokens": 16_384, "warmup": 4},
               "seeds": [0, 1], "n_stimuli": 300, "init_control": True,
-              "invariance": {"n": 40, "d": 8}, "n_reference_draws": 5, "n_boot": 200},
+              "invariance": {"n": 40, "d": 8}, "n_reference_draws": 5, "rtd_trials": 1,
+              "classifiers": {"seeds": [0, 1], "steps": 120, "hidden": 32, "n_test": 150},
+              "n_boot": 100, "n_perm": 99},
     "paper": {"model": {**_MODEL, "d_model": 48, "n_layers": 6, "tokens": 131_072, "warmup": 20},
               "seeds": [0, 1, 2, 3, 4], "n_stimuli": 2000, "init_control": True,
-              "invariance": {"n": 64, "d": 10}, "n_reference_draws": 50, "n_boot": 2000},
+              "invariance": {"n": 64, "d": 10}, "n_reference_draws": 50, "rtd_trials": 10,
+              "classifiers": {"seeds": [0, 1, 2, 3, 4], "steps": 1000, "hidden": 64,
+                              "n_test": 500},
+              "n_boot": 1000, "n_perm": 199},
+    # GPU-sized: 12-block models trained 16x longer, 10 seeds of each classifier variant.
+    "hub": {"model": {**_MODEL, "context": 128, "d_model": 256, "n_layers": 12,
+                      "tokens": 2_097_152, "warmup": 200, "lr": 1e-3, "eval_every": 256,
+                      "eval_tokens": 32_768},
+            "seeds": list(range(10)), "n_stimuli": 5000, "init_control": True,
+            "invariance": {"n": 128, "d": 16}, "n_reference_draws": 200, "rtd_trials": 10,
+            "classifiers": {"seeds": list(range(10)), "steps": 2000, "hidden": 128,
+                            "n_test": 800},
+            "n_boot": 2000, "n_perm": 999},
 }
 
 
@@ -99,171 +122,71 @@ def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides:
     return store.cached(NAME, profile, config, compute, force=force)
 
 
-# -- 1. invariances ------------------------------------------------------------------------------
-
 def invariances(config: dict) -> pd.DataFrame:
     table = invariance.invariance_table(n=config["invariance"]["n"], d=config["invariance"]["d"],
                                         seed=config["seed"])
-    table["expected"] = [m in EXPECTED_INVARIANT[t] for m, t in zip(table["measure"],
-                                                                      table["transform"])]
+    table["expected"] = [m in EXPECTED_INVARIANT[t]
+                         for m, t in zip(table["measure"], table["transform"])]
     return table
 
 
-# -- 2. reference values -------------------------------------------------------------------------
-
-def _kornblith_demo() -> tuple[np.ndarray, np.ndarray]:
-    """The input of Kornblith's CKA demo notebook: ``np.random.seed(1337)``, ``X = randn(100,
-    10)``, ``Y = randn(100, 10) + X`` (legacy global NumPy generator, as there)."""
-    state = np.random.RandomState(1337)
-    X = state.randn(100, 10)
-    return X, state.randn(100, 10) + X
-
-
-def _textbook_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
-    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
-    return float(np.linalg.norm(Yc.T @ Xc) ** 2
-                 / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc)))
-
-
-def _textbook_rbf_cka(X: np.ndarray, Y: np.ndarray, threshold: float) -> float:
-    from scipy.spatial.distance import cdist
-
-    def gram(Z):
-        sq = cdist(Z, Z, "sqeuclidean")
-        return np.exp(-sq / (2 * threshold ** 2 * np.median(sq)))
-    n = X.shape[0]
-    H = np.eye(n) - 1.0 / n
-    K, L = H @ gram(X) @ H, H @ gram(Y) @ H
-    return float(np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L)))
-
-
-def reference_values(config: dict) -> pd.DataFrame:
-    """The library's value beside the reference value, with where the reference comes from."""
-    rng = np.random.default_rng(config["seed"])
-    draws = config["n_reference_draws"]
-
-    def independent(measure, n, d, **kw):
-        vals = [registry.get(measure).compute(rng.standard_normal((n, d)),
-                                              rng.standard_normal((n, d)), **kw)
-                for _ in range(draws)]
-        return float(np.mean(vals)), float(np.std(vals, ddof=1) / np.sqrt(draws))
-
-    rows = []
-
-    def add(key, check, measure, library, se, reference, source, tolerance):
-        rows.append({"key": key, "check": check, "measure": measure, "library": library, "library_se": se,
-                     "reference": reference, "source": source, "tolerance": tolerance,
-                     "agrees": bool(abs(library - reference) <= tolerance)})
-
-    mean, se = independent("cka_linear", 32, 64)
-    add("cka_bias_n32", "biased linear CKA, independent Gaussians n=32, d=64", "cka_linear", mean, se, 0.67,
-        "small-n bias of biased CKA (research notes; ~0.67)", 0.05)
-    mean, se = independent("cka_linear_debiased", 32, 64)
-    add("debiased_cka_n32", "debiased linear CKA, same inputs", "cka_linear_debiased", mean, se, 0.0,
-        "unbiased HSIC has expectation 0 under independence (Song et al. 2012)",
-        max(0.02, 3 * se))
-    n, k = 500, 10
-    mean, se = independent("mutual_knn", n, 32, k=k)
-    add("mutual_knn_chance", f"mutual {k}-NN, independent Gaussians n={n}", "mutual_knn", mean, se, k / (n - 1),
-        "chance level k/(n-1) (Huh et al. 2024)", max(0.005, 3 * se))
-    X, Y = _kornblith_demo()
-    add("kornblith_demo_linear", "linear CKA on Kornblith's demo input (seed 1337)", "cka_linear",
-        registry.get("cka_linear").compute(X, Y), 0.0, _textbook_linear_cka(X, Y),
-        "feature-space formula ||Y'X||^2 / (||X'X|| ||Y'Y||) (Kornblith et al. 2019, eq. 5)",
-        1e-10)
-    add("kornblith_demo_rbf", "RBF CKA (threshold 0.5) on Kornblith's demo input", "cka_rbf",
-        registry.get("cka_rbf").compute(X, Y, threshold=0.5), 0.0,
-        _textbook_rbf_cka(X, Y, 0.5),
-        "their gram_rbf: sigma^2 = threshold^2 x median of all squared distances", 1e-10)
-    return pd.DataFrame(rows)
-
-
-# -- 3. layer identification ---------------------------------------------------------------------
-
-def _train_config(config: dict, seed: int) -> train.TrainConfig:
-    return train.TrainConfig(family="gpt2", seed=seed, **config["model"])
-
-
-def _stimulus_windows(val: np.ndarray, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Validation windows (evenly spread over the held-out stream) and the (window, position)
-    rows sampled from them: ``n_stimuli`` token positions with >= MIN_CONTEXT tokens before."""
-    context, n = config["model"]["context"], config["n_stimuli"]
-    per_window = 16
-    n_windows = -(-n // per_window)
-    starts = np.linspace(0, len(val) - context - 1, n_windows).astype(int)
-    windows = np.stack([val[s:s + context] for s in starts])
-    rng = np.random.default_rng(config["seed"])
-    rows = [(w, p) for w in range(n_windows)
-            for p in np.sort(rng.choice(np.arange(MIN_CONTEXT, context), per_window, False))]
-    return windows, np.array(rows[:n])
-
-
-def hidden_states(model, windows: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
-    """Each block's output (embedding layer excluded) at the sampled (window, position) rows:
-    a list of ``(n, d)`` float64 arrays, block 1 first (the last one after the final norm)."""
-    import torch
-
-    with torch.no_grad():
-        out = model(input_ids=torch.as_tensor(windows, dtype=torch.long),
-                    output_hidden_states=True)
-    return [h[rows[:, 0], rows[:, 1]].double().numpy() for h in out.hidden_states[1:]]
-
-
-def _grids(states: dict[int, list[np.ndarray]], measure: str, kw: dict) -> dict:
-    """Layer x layer values for every seed pair (a < b), oriented so that higher = more alike;
-    asymmetric measures are symmetrised as S(A, B) + S(B, A)^T, as Kornblith et al. did. One
-    ``similarity_matrix`` call over all models' layers, so each layer is prepared once."""
-    spec = registry.get(measure)
-    layers = {(seed, i): X for seed, xs in states.items() for i, X in enumerate(xs)}
-    table = similarity_matrix(layers, layers, measure, **kw)
-    names = list(layers)
-    values = table["value"].to_numpy().reshape(len(names), len(names))
-    if not spec.symmetric:
-        values = values + values.T
-    if not spec.higher_is_similar:
-        values = -values
-    where = {name: i for i, name in enumerate(names)}
-    out = {}
-    for a, b in combinations(sorted(states), 2):
-        rows = [where[a, i] for i in range(len(states[a]))]
-        cols = [where[b, j] for j in range(len(states[b]))]
-        out[a, b] = values[np.ix_(rows, cols)]
-    return out
-
-
-def identification_rows(states: dict[int, list[np.ndarray]], condition: str) -> pd.DataFrame:
-    """One row per (measure, ordered seed pair, layer of A): the most similar layer of B."""
-    rows = []
-    for label, (measure, kw) in IDENTIFICATION.items():
-        for (a, b), grid in _grids(states, measure, kw).items():
-            for (sa, sb), g in (((a, b), grid), ((b, a), grid.T)):
-                best = g.argmax(axis=1)
-                for layer, hit in enumerate(best):
-                    rows.append({"condition": condition, "measure": label, "registry": measure,
-                                 "seed_a": sa, "seed_b": sb, "layer": layer + 1,
-                                 "best": int(hit) + 1, "n_layers": g.shape[0]})
-    return pd.DataFrame(rows)
-
-
-def _models(config: dict) -> tuple[pd.DataFrame, dict, dict]:
+def _language_models(config: dict) -> tuple[pd.DataFrame, dict, dict]:
     tokenizer = data.tokenizer("kjv", config["model"]["vocab_size"])
     train_np = data.token_stream("kjv", "train", tokenizer)
     val_np = data.token_stream("kjv", "validation", tokenizer)
-    eval_tokens = config["model"]["eval_tokens"]
-    unigram = unigram_perplexity(train_np, val_np[:eval_tokens + 1],
+    unigram = unigram_perplexity(train_np, val_np[:config["model"]["eval_tokens"] + 1],
                                  config["model"]["vocab_size"])
-    windows, rows = _stimulus_windows(val_np, config)
-    trained_states, init_states, info = {}, {}, []
+    windows, rows = grounding.validation_positions(val_np, config["model"]["context"],
+                                                   config["n_stimuli"], MIN_CONTEXT,
+                                                   config["seed"])
+    trained, init, info = {}, {}, []
     for seed in config["seeds"]:
-        run_ = train.train(_train_config(config, seed), progress=False, threads=1)
+        run_ = train.train(train.TrainConfig(family="gpt2", seed=seed, **config["model"]),
+                           progress=False, threads=1)
         final = run_.history.dropna(subset=["val_ppl"]).iloc[-1]
         info.append({"seed": seed, "val_ppl": float(final["val_ppl"]), "unigram_ppl": unigram,
                      "params": int(run_.info.get("params", 0)), "tokens": run_.config.tokens,
                      "n_stimuli": len(rows)})
-        trained_states[seed] = hidden_states(run_.model, windows, rows)
+        trained[seed] = grounding.block_states(run_.model, windows, rows)
         if config["init_control"]:
-            init_states[seed] = hidden_states(train.load_checkpoint(run_, 0), windows, rows)
-    return pd.DataFrame(info), trained_states, init_states
+            init[seed] = grounding.block_states(train.load_checkpoint(run_, 0), windows, rows)
+    return pd.DataFrame(info), trained, init
+
+
+def grounding_tests(family: grounding.ClassifierFamily, n_boot: int, n_perm: int,
+                    seed: int = 0) -> pd.DataFrame:
+    """One row per (measure, separation or output test) on the classifiers' last hidden layer:
+    value, 95 % interval over resampled models, chance and (separation) permutation p."""
+    rows = []
+    for label, (measure, kw) in IDENTIFICATION.items():
+        names, S = grounding.oriented_grid(family.penultimate(), measure, **kw)
+        for test, (ref, other) in SEPARATION.items():
+            keep = [i for i, n in enumerate(names) if n[0] in (ref, other)]
+            sub, kept = S[np.ix_(keep, keep)], [names[i] for i in keep]
+            value, low, high = grounding.model_bootstrap(
+                lambda d: grounding.separation_auc(sub, kept, ref, other, d), kept, n_boot, seed)
+            p = grounding.permutation_pvalue(sub, kept, ref, other, n_perm, seed)
+            rows.append({"measure": label, "test": test, "value": value, "ci_low": low,
+                         "ci_high": high, "chance": CHANCE[test], "p": p})
+        keep = [i for i, n in enumerate(names) if n[0] in OUTPUT_VARIANTS]
+        sub, kept = S[np.ix_(keep, keep)], [names[i] for i in keep]
+        D = family.output_distance(kept)
+        value, low, high = grounding.model_bootstrap(
+            lambda d: grounding.output_correlation(sub, D, d), kept, n_boot, seed)
+        rows.append({"measure": label, "test": "output", "value": value, "ci_low": low,
+                     "ci_high": high, "chance": CHANCE["output"], "p": np.nan})
+    return pd.DataFrame(rows)
+
+
+def _monotonicity(mono: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    rows = []
+    for label, g in mono[mono["condition"] == "trained"].groupby("measure", sort=False):
+        v = g["monotonicity"].to_numpy()
+        value, low, high = grounding.model_bootstrap(lambda d: float(np.mean(v[d])),
+                                                     ["m"] * len(v), n_boot, seed)
+        rows.append({"measure": label, "test": "monotonicity", "value": value, "ci_low": low,
+                     "ci_high": high, "chance": CHANCE["monotonicity"], "p": np.nan})
+    return pd.DataFrame(rows)
 
 
 def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -271,40 +194,35 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 
     seed_everything(config["seed"])
     with threadpool_limits(1):  # small matrices: one BLAS thread is fastest (and repeatable)
-        return _compute(config)
-
-
-def _compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
-    models, trained_states, init_states = _models(config)
-    ident = [identification_rows(trained_states, "trained")]
-    if init_states:
-        ident.append(identification_rows(init_states, "init"))
-    tables = {"invariances": invariances(config), "reference": reference_values(config),
-              "models": models, "identification": pd.concat(ident, ignore_index=True)}
+        models, trained, init = _language_models(config)
+        ident, mono = grounding.identification_rows(trained, "trained", IDENTIFICATION)
+        if init:
+            ident0, mono0 = grounding.identification_rows(init, "init", IDENTIFICATION)
+            ident, mono = pd.concat([ident, ident0]), pd.concat([mono, mono0])
+        c = config["classifiers"]
+        family = grounding.classifier_family(VARIANTS, c["seeds"], hidden=c["hidden"],
+                                             steps=c["steps"], n_test=c["n_test"],
+                                             data_seed=config["seed"])
+        tests = pd.concat([grounding_tests(family, config["n_boot"], config["n_perm"],
+                                           config["seed"]),
+                           _monotonicity(mono, config["n_boot"], config["seed"])],
+                          ignore_index=True)
+        tables = {"invariances": invariances(config),
+                  "reference": references.reference_table(config["rtd_trials"],
+                                                          config["n_reference_draws"],
+                                                          config["seed"]),
+                  "models": models, "identification": ident.reset_index(drop=True),
+                  "monotonicity": mono.reset_index(drop=True), "classifiers": family.info,
+                  "grounding": tests}
     return tables, summarise(tables, n_boot=config["n_boot"], seed=config["seed"])
 
 
-# -- summary and verdict -------------------------------------------------------------------------
-
 def accuracy_table(ident: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per (condition, measure): exact and +-1-layer identification accuracy, each with a
-    cluster-bootstrap 95 % interval over seeds, and their chance levels."""
-    rows = []
-    for (condition, measure), g in ident.groupby(["condition", "measure"], sort=False):
-        L = int(g["n_layers"].iloc[0])
-        hit = (g["best"] == g["layer"]).to_numpy(float)
-        near = ((g["best"] - g["layer"]).abs() <= 1).to_numpy(float)
-        acc, low, high = seed_pair_bootstrap(hit, g["seed_a"], g["seed_b"], n_boot, seed=seed)
-        acc1, low1, high1 = seed_pair_bootstrap(near, g["seed_a"], g["seed_b"], n_boot, seed=seed)
-        paper = PAPER_TABLE2.get(measure)
-        rows.append({"condition": condition, "measure": measure,
-                     "registry": g["registry"].iloc[0], "n_layers": L,
-                     "n_pairs": g[["seed_a", "seed_b"]].drop_duplicates().shape[0],
-                     "accuracy": acc, "ci_low": low, "ci_high": high, "chance": 1 / L,
-                     "accuracy_pm1": acc1, "ci_low_pm1": low1, "ci_high_pm1": high1,
-                     "chance_pm1": (3 * L - 2) / L ** 2,
-                     "paper_table2": None if paper is None else paper / 100})
-    return pd.DataFrame(rows)
+    """:func:`resonance.grounding.accuracy_table` with Kornblith et al.'s Table 2 beside it."""
+    acc = grounding.accuracy_table(ident, n_boot=n_boot, seed=seed)
+    acc["paper_table2"] = [None if PAPER_TABLE2.get(m) is None else PAPER_TABLE2[m] / 100
+                           for m in acc["measure"]]
+    return acc
 
 
 def _key(label: str) -> str:
@@ -312,85 +230,105 @@ def _key(label: str) -> str:
 
 
 def summarise(tables: dict[str, pd.DataFrame], n_boot: int = 2000, seed: int = 0) -> dict:
-    inv, ref, models = tables["invariances"], tables["reference"], tables["models"]
+    inv, ref, models, clf = (tables[k] for k in ("invariances", "reference", "models",
+                                                  "classifiers"))
     acc = accuracy_table(tables["identification"], n_boot=n_boot, seed=seed)
     mismatches = inv[inv["invariant"] != inv["expected"]]
-    gate = bool((models["val_ppl"] < GATE_RATIO * models["unigram_ppl"]).all())
+    by_variant = clf.groupby("variant")
+    real_acc = float(by_variant["test_accuracy"].mean()["real"])
+    random_acc = float(by_variant["test_accuracy"].mean()["random"])
     meta: dict[str, Any] = {
         "n_seeds": int(len(models)), "n_layers": int(acc["n_layers"].iloc[0]),
         "n_stimuli": int(models["n_stimuli"].iloc[0]),
         "val_ppl_max": float(models["val_ppl"].max()),
         "unigram_ppl": float(models["unigram_ppl"].iloc[0]), "gate_ratio": GATE_RATIO,
-        "gate_passed": gate, "reliable_threshold": RELIABLE,
+        "gate_passed": bool((models["val_ppl"] < GATE_RATIO * models["unigram_ppl"]).all()),
+        "reliable_threshold": RELIABLE, "chance": float(acc["chance"].iloc[0]),
         "invariance_mismatches": [f"{m} / {t}" for m, t in zip(mismatches["measure"],
                                                                mismatches["transform"])],
         "reference_all_agree": bool(ref["agrees"].all()),
         "reference_failed": [c for c, ok in zip(ref["check"], ref["agrees"]) if not ok],
+        "classifier_seeds": int(clf["seed"].nunique()), "classifier_gate": CLASSIFIER_GATE,
+        "real_test_accuracy": real_acc, "random_test_accuracy": random_acc,
+        "random_train_accuracy": float(by_variant["train_accuracy"].mean()["random"]),
+        "shortcut_follows_code": float(by_variant["follows_code"].mean()["shortcut"]),
+        "real_follows_code": float(by_variant["follows_code"].mean()["real"]),
+        "classifier_gate_passed": bool(real_acc > CLASSIFIER_GATE and random_acc <= 0.2),
     }
     for row in ref.itertuples():
-        meta[f"ref_{row.key}"] = float(row.library)
-        meta[f"ref_{row.key}_reference"] = float(row.reference)
+        meta[f"ref_{row.key}"], meta[f"ref_{row.key}_reference"] = row.library, row.reference
     trusted, failed = [], []
     for row in acc.itertuples():
         key = f"{row.condition}_{_key(row.measure)}"
         for col in ("accuracy", "ci_low", "ci_high", "accuracy_pm1", "chance"):
             meta[f"{key}_{col}"] = float(getattr(row, col))
-        if row.condition == "trained":
-            meta.setdefault("identification_keys", []).append([row.measure, key])
-            meta[f"{key}_paper_table2"] = (None if pd.isna(row.paper_table2)
-                                           else float(row.paper_table2))
-            meta[f"{key}_ci_low_pm1"] = float(row.ci_low_pm1)
-            meta[f"{key}_ci_high_pm1"] = float(row.ci_high_pm1)
-            init = acc[(acc["condition"] == "init") & (acc["measure"] == row.measure)]
-            meta[f"{key}_untrained"] = float(init["accuracy"].iloc[0]) if len(init) else None
-            beats = bool(row.ci_low > row.chance)
-            reliable = bool(row.accuracy >= RELIABLE)
-            meta[f"{key}_beats_chance"] = beats
-            meta[f"{key}_reliable"] = reliable
-            (trusted if reliable and beats else failed).append(row.measure)
-    meta["identifies_reliably"] = trusted
-    meta["identifies_poorly"] = failed
-    meta["chance"] = float(acc["chance"].iloc[0])
+        if row.condition != "trained":
+            continue
+        meta.setdefault("identification_keys", []).append([row.measure, key])
+        meta[f"{key}_paper_table2"] = None if pd.isna(row.paper_table2) else float(row.paper_table2)
+        meta[f"{key}_ci_low_pm1"], meta[f"{key}_ci_high_pm1"] = row.ci_low_pm1, row.ci_high_pm1
+        init = acc[(acc["condition"] == "init") & (acc["measure"] == row.measure)]
+        meta[f"{key}_untrained"] = float(init["accuracy"].iloc[0]) if len(init) else None
+        meta[f"{key}_beats_chance"] = bool(row.ci_low > row.chance)
+        meta[f"{key}_reliable"] = bool(row.accuracy >= RELIABLE)
+        (trusted if row.accuracy >= RELIABLE and row.ci_low > row.chance else failed).append(
+            row.measure)
+    meta["identifies_reliably"], meta["identifies_poorly"] = trusted, failed
+    for row in tables["grounding"].itertuples():
+        key = f"grounding_{_key(row.measure)}_{row.test}"
+        passed = bool(row.ci_low > row.chance and (pd.isna(row.p) or row.p <= 0.05))
+        meta.update({key: float(row.value), f"{key}_ci_low": float(row.ci_low),
+                     f"{key}_ci_high": float(row.ci_high), f"{key}_passed": passed})
+        if not pd.isna(row.p):
+            meta[f"{key}_p"] = float(row.p)
     best = acc[acc["condition"] == "trained"].sort_values("accuracy", ascending=False).iloc[0]
     meta["best_measure"], meta["best_accuracy"] = best["measure"], float(best["accuracy"])
+    n_all = len(IDENTIFICATION)
+    grounded = [m for m in IDENTIFICATION
+                if all(meta.get(f"grounding_{_key(m)}_{t}_passed", False) for t in TESTS)]
+    meta["grounding_all_passed"] = grounded
     meta["headline"] = (
         f"Layer identification across {meta['n_seeds']} seeds of a {meta['n_layers']}-block "
-        f"KJV transformer: {len(trusted)} of {len(acc[acc['condition'] == 'trained'])} measures "
-        f"reach {RELIABLE:.0%} (best {best['measure']} {best['accuracy']:.0%}, chance "
-        f"{meta['chance']:.0%}); invariances match their definitions "
-        f"{'everywhere' if not meta['invariance_mismatches'] else 'except ' + ', '.join(meta['invariance_mismatches'])}.")
+        f"KJV transformer: {len(trusted)} of {n_all} measures reach {RELIABLE:.0%} (best "
+        f"{best['measure']} {best['accuracy']:.0%}, chance {meta['chance']:.0%}); "
+        f"{len(grounded)} of {n_all} pass all five ReSi-style grounding tests; invariances match "
+        f"their definitions {'everywhere' if not meta['invariance_mismatches'] else 'except ' + ', '.join(meta['invariance_mismatches'])}.")
     meta["verdicts"] = measure_verdicts(inv, acc, meta)
     return meta
 
 
 def measure_verdicts(inv: pd.DataFrame, acc: pd.DataFrame, meta: dict) -> list[list[str]]:
-    """One sentence per identification measure: what it is invariant to, whether it identifies
-    layers (and whether that survives the untrained control), hence when to trust it.
-    A list of ``[measure, sentence]`` in :data:`IDENTIFICATION` order."""
+    """One ``[measure, sentence]`` per identification measure: its invariances, what it
+    identifies, which grounding tests it passes, hence when to trust it and when not."""
     out = []
     for row in acc[acc["condition"] == "trained"].itertuples():
-        cells = inv[inv["measure"] == row.registry]
-        keeps = [t.replace("_", " ") for t, ok in zip(cells["transform"], cells["invariant"])
-                 if ok and t != "row_shuffle"]
+        cells = inv[(inv["measure"] == row.registry) & (inv["transform"] != "row_shuffle")]
         moves = [t.replace("_", " ") for t, ok in zip(cells["transform"], cells["invariant"])
-                 if not ok and t != "row_shuffle"]
+                 if not ok]
         init = acc[(acc["condition"] == "init") & (acc["measure"] == row.measure)]
-        init_note = ""
-        if len(init):
-            init_note = f"; untrained twins {init['accuracy'].iloc[0]:.0%}"
+        init_note = f"; untrained twins {init['accuracy'].iloc[0]:.0%}" if len(init) else ""
         ident = (f"identifies layers {row.accuracy:.0%} [{fmt(row.ci_low, '.0%')}, "
-                 f"{fmt(row.ci_high, '.0%')}] "
-                 f"(chance {row.chance:.0%}; +-1 layer {row.accuracy_pm1:.0%}{init_note})")
+                 f"{fmt(row.ci_high, '.0%')}] (chance {row.chance:.0%}; +-1 layer "
+                 f"{row.accuracy_pm1:.0%}{init_note})")
+        key = _key(row.measure)
+        fails = [TESTS[t] for t in TESTS if not meta.get(f"grounding_{key}_{t}_passed", False)]
+        g = f"grounding_{key}"
+        tests = (f"random labels AUC {meta[f'{g}_random_labels']:.2f}, 25 % noise "
+                 f"{meta[f'{g}_noisy_labels']:.2f}, shortcut {meta[f'{g}_shortcut']:.2f}, "
+                 f"output rho {meta[f'{g}_output']:+.2f}, monotone {meta[f'{g}_monotonicity']:.2f}")
         if not meta["gate_passed"]:
-            use = "no verdict on identification: the models failed the capability gate"
+            use = "no verdict on identification: the language models failed the capability gate"
         elif row.accuracy >= RELIABLE and row.ci_low > row.chance:
             use = "trust it to match layers across seeds"
         elif row.ci_low > row.chance:
-            use = "above chance but not reliable: trust only coarse depth (+-1 layer)"
+            use = "trust it for coarse depth (+-1 block), not to match exact layers"
         else:
-            use = "not distinguishable from chance here: do not use it to match layers"
-        out.append([row.measure, f"invariant to {', '.join(keeps) or 'none of the transforms'}"
-                            f"{'; moved by ' + ', '.join(moves) if moves else ''}; {ident}: {use}."])
+            use = "do not use it to match layers"
+        trust = ("passes every grounding test: trust it to tell models that learned different "
+                 "things apart" if not fails else "fails " + ", ".join(fails)
+                 + ": do not read it for that")
+        moved = f" Its value changes under {', '.join(moves)}." if moves else ""
+        out.append([row.measure, f"{ident}: {use}. {tests}; {trust}.{moved}"])
     return out
 
 
@@ -400,6 +338,11 @@ def verdict(meta: dict) -> str:
         lines.append(f"Capability gate FAILED: a model's validation perplexity "
                      f"({meta['val_ppl_max']:.0f}) is not below {meta['gate_ratio']} x the "
                      f"unigram model's ({meta['unigram_ppl']:.0f}); identification is not "
+                     f"interpretable at this profile.")
+    if not meta["classifier_gate_passed"]:
+        lines.append(f"Classifier gate FAILED (real-label test accuracy "
+                     f"{meta['real_test_accuracy']:.2f}, random-label "
+                     f"{meta['random_test_accuracy']:.2f}): the grounding tests are not "
                      f"interpretable at this profile.")
     if not meta["reference_all_agree"]:
         lines.append("Reference values NOT reproduced: " + "; ".join(meta["reference_failed"]))
