@@ -75,7 +75,7 @@ def _model_pairs(config):
             zms += [zm, random_init_twin(zm, trained)]
         yield f"inhouse-s{s}", zms[0], zms[2], zms[1], zms[3], gates
     if config["zoo"]:
-        from .cross_modal import random_twin
+        from ..baselines import random_twin
         t, st = zoo.load(config["teacher"]), zoo.load(config["student"])
         yield "zoo", t, st, random_twin(t, config["seed"]), random_twin(st, config["seed"]), []
 
