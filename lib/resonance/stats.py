@@ -481,3 +481,19 @@ def interval_class(low: float, high: float, equivalent: bool = False) -> str:
     if low > 0:
         return "worse"
     return "equivalent" if equivalent else "undecided"
+
+
+def multiway_difference(table, group: str, a, b, by: Sequence[str],
+                        strata: Mapping | None = None, n_boot: int = 1000, seed: int = 0,
+                        value: str = "value") -> tuple[float, np.ndarray]:
+    """Mean ``value`` of the rows with ``table[group] == a`` minus that of the rows with
+    ``== b`` (e.g. a medium size minus the largest), and its ``(n_boot,)`` draws from a
+    :func:`multiway_bootstrap` over the units in the columns ``by``."""
+    v, g = table[value].to_numpy(float), table[group].to_numpy()
+    in_a, in_b = g == a, g == b
+    if not in_a.any() or not in_b.any():
+        raise ValueError(f"need rows with {group} == {a!r} and with {group} == {b!r}")
+
+    def stat(w: np.ndarray) -> float:
+        return weighted_mean(v, w, in_a) - weighted_mean(v, w, in_b)
+    return stat(np.ones(len(table))), multiway_bootstrap(table, stat, by, strata, n_boot, seed)
