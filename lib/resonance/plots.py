@@ -156,3 +156,82 @@ def trajectory(table, ax: plt.Axes, *, x: str, hue: str, value: str = "value",
                         lw=0, label=f"{key}: null 95 % range")
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small", frameon=False)
     return ax
+
+
+# -- learning curves and paired effects of trained language models (04) ------------------------
+
+def learning_curves(curves, axes, *, arms, order, unigram_ppl: float, gate_ratio: float,
+                    titles: dict):
+    """Median validation perplexity over seeds against training tokens, one panel per arm of
+    ``arms`` (a ``curves`` table: arm, config, tokens, val_ppl), a line per config in
+    ``order``, with the unigram perplexity (dotted) and the capability gate (light dotted)."""
+    for ax, arm in zip(axes, arms):
+        part = curves[curves["arm"] == arm]
+        sns.lineplot(data=part, x="tokens", y="val_ppl", hue="config", style="config",
+                     hue_order=order, style_order=order, palette="tab10", errorbar=None,
+                     estimator="median", markers=False, ax=ax, legend=arm == arms[-1])
+        ax.axhline(unigram_ppl, color="0.4", ls=":", lw=1.5, label="unigram")
+        ax.axhline(gate_ratio * unigram_ppl, color="0.7", ls=":", lw=1)
+        ax.set(yscale="log", xlabel="training tokens", ylabel="validation perplexity",
+               title=titles[arm])
+    axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
+    return axes
+
+
+def effect_intervals(effects, axes, *, labels, arms, published_label: str = "published"):
+    """Paired effects (a ``resonance.runs.paired_effects`` table) in percent with their 95 %
+    intervals, one panel per arm and a row per comparison label of ``labels``: equal tokens
+    (C0) and equal FLOPs (C1) side by side, the published change as a red cross."""
+    effects = effects.assign(
+        pct=lambda t: 100 * t.ppl_change, pct_low=lambda t: 100 * t.ppl_change_low,
+        pct_high=lambda t: 100 * t.ppl_change_high, published=lambda t: 100 * t.published_change)
+    ypos = {label: i for i, label in enumerate(labels)}
+    for ax, arm in zip(axes, arms):
+        ax.axvline(0, color="0.5", lw=1)
+        for offset, (basis, colour) in zip((-0.15, 0.15), (("tokens", "C0"), ("flops", "C1"))):
+            part = effects[(effects["arm"] == arm) & (effects["basis"] == basis)]
+            y = [ypos[c] + offset for c in part["comparison"]]
+            ax.errorbar(part["pct"], y, xerr=[part["pct"] - part["pct_low"],
+                                              part["pct_high"] - part["pct"]],
+                        fmt="o", color=colour, capsize=3, ms=4, label=f"equal {basis}, 95 % CI")
+        part = effects[(effects["arm"] == arm) & (effects["basis"] == "tokens")]
+        ax.scatter(part["published"], [ypos[c] for c in part["comparison"]], marker="x",
+                   color="C3", s=50, zorder=3, label=published_label)
+        ax.set(xlabel="change in validation perplexity (%)", title=f"{arm} arm")
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    axes[-1].legend(loc="lower right", fontsize="small")
+    return axes
+
+
+def phase_mechanism(heads, mechanism, axes, seed: int = 0):
+    """Three panels of a trained Resonance Transformer (``resonance.phase_mechanism`` tables):
+    A's learned ``w_h`` per layer and head (strip-plot jitter drawn with ``seed``, so the figure
+    is the same on every run), the spread of R off the diagonal at init and at the end, and the
+    rhyme groups' phase cohesion."""
+    import numpy as np
+
+    a = heads[heads["config"] == "A_random_phase"].assign(
+        unit=lambda t: "L" + t["layer"].astype(str) + "·h" + t["head"].astype(str))
+    state = np.random.get_state()  # seaborn's jitter draws from the global generator
+    np.random.seed(seed)
+    try:
+        sns.stripplot(data=a, x="unit", y="w", hue="arm", dodge=True, ax=axes[0], size=5)
+    finally:
+        np.random.set_state(state)
+    axes[0].axhline(0.1, color="0.5", ls="--", lw=1)
+    axes[0].set(xlabel="layer · head (A, every seed)", ylabel="learned $w_h$ (init 0.1, dashed)",
+                title="attention-bias weights")
+    spread = mechanism[mechanism["config"] != "A_no_bias"]
+    sns.pointplot(data=spread, x="stage", y="r_std", hue="config", ax=axes[1], errorbar=None,
+                  dodge=0.3, markersize=4, linewidth=1)
+    axes[1].set(ylabel="std of R off the diagonal", title="spread of R, init → end")
+    axes[1].legend(fontsize="x-small")
+    coh = mechanism[mechanism["config"].isin(["B_rhyme_phase", "B_shuffled", "C_small_rhyme",
+                                              "A_random_phase"])]
+    sns.pointplot(data=coh, x="stage", y="rhyme_cohesion", hue="config", ax=axes[2],
+                  errorbar=None, dodge=0.3, markersize=4, linewidth=1)
+    axes[2].set(ylabel="within − between resonance (rhyme groups)",
+                title="do rhyme groups stay together?")
+    axes[2].legend(fontsize="x-small")
+    return axes

@@ -239,6 +239,14 @@ def perplexity_summary(final: pd.DataFrame, published: Mapping[str, float] | Non
     return pd.DataFrame(rows)
 
 
+def perplexity_report(summary: pd.DataFrame) -> str:
+    """A :func:`perplexity_summary` table as aligned text lines (arm, config, learning rate,
+    perplexity with its interval, parameters)."""
+    return "\n".join(f"{row.arm:8s} {row.config:15s} lr {row.lr:.0e}  ppl {row.val_ppl:7.1f} "
+                     f"[{row.ci_low:7.1f}, {row.ci_high:7.1f}]  params {row.params:,}"
+                     for row in summary.itertuples())
+
+
 __all__ = ["default_workers", "train_many", "choose_lr", "run_tables", "plateau_gates",
            "gate_summary", "flops_matched_losses", "paired_effects", "effects_meta",
-           "perplexity_summary"]
+           "perplexity_summary", "perplexity_report"]
