@@ -235,3 +235,48 @@ def phase_mechanism(heads, mechanism, axes, seed: int = 0):
                 title="do rhyme groups stay together?")
     axes[2].legend(fontsize="x-small")
     return axes
+
+
+# -- checkpoint trajectories (07) ---------------------------------------------------------------
+
+def velocity_panels(velocity, null_band, noise_floor, axes, *, schedule: str, boundary: float,
+                    ylabel: str = "velocity"):
+    """One measure's velocity along the checkpoints under ``schedule``, a panel per layer (the
+    ``resonance.trajectories`` tables ``velocity``, ``velocity_null`` and a (schedule, layer)
+    series of the noise floor): a line per objective over the null's range (grey band) and
+    the noise floor (dashed); a vertical line at ``boundary`` (e.g. the end of the first
+    third)."""
+    layers = sorted(velocity["layer"].unique())
+    part = velocity[velocity["schedule"] == schedule]
+    for ax, layer in zip(axes, layers):
+        b = null_band[(null_band["schedule"] == schedule) & (null_band["layer"] == layer)]
+        ax.axhspan(b["null_low"].min(), b["null_high"].max(), color="0.85", zorder=0,
+                   label="null range")
+        ax.axhline(noise_floor.loc[(schedule, layer)], color="0.4", ls="--", lw=1,
+                   label="noise floor")
+        sns.lineplot(data=part[part["layer"] == layer], x="step", y="velocity", hue="objective",
+                     errorbar=None, marker="o", ax=ax, legend=layer == layers[-1])
+        ax.axvline(boundary, color="0.6", lw=0.8)
+        ax.set(title=f"layer {layer}", xlabel="step", ylabel=ylabel if layer == layers[0] else "")
+    axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
+    return axes
+
+
+def concentration_panels(conc, axes, *, measures, uniform: float):
+    """Concentration C per cell (objective and layer; a ``concentration_table`` with a ``cell``
+    column) against its null's 95 % range, a panel per measure, the two schedules side by side,
+    the uniform share dotted."""
+    for ax, measure in zip(axes, measures):
+        t = conc[conc["measure"] == measure].sort_values(["objective", "layer"])
+        cells = list(dict.fromkeys(t["cell"]))
+        y = {c: i for i, c in enumerate(cells)}
+        for sched, dy, colour in (("cosine", -0.15, "C0"), ("constant", 0.15, "C1")):
+            s = t[t["schedule"] == sched]
+            pos = s["cell"].map(y) + dy
+            ax.hlines(pos, s["null_low"], s["null_high"], color="0.7", lw=4)
+            ax.scatter(s["C"], pos, color=colour, s=18, zorder=3, label=sched)
+        ax.axvline(uniform, color="0.5", ls=":", lw=1)
+        ax.set_yticks(range(len(cells)), cells, fontsize="x-small")
+        ax.invert_yaxis()
+        ax.set(title=measure, xlabel="C (share of the path in the first third)")
+    return axes
