@@ -280,3 +280,49 @@ def concentration_panels(conc, axes, *, measures, uniform: float):
         ax.invert_yaxis()
         ax.set(title=measure, xlabel="C (share of the path in the first third)")
     return axes
+
+
+# -- capability gates and resonance against size (01) -------------------------------------------
+
+def capability_panels(gates, decodability, axes, *, unigram_ppl: float, ppl_gate: float,
+                      chance: float):
+    """Left: each model's validation perplexity against its parameters, with the unigram model
+    and the gate (``ppl_gate`` × unigram). Right: held-out-word concept decodability per width
+    rung and layer, trained (solid) and random-init twins (dashed), with chance."""
+    axes[0].scatter(gates.params, gates.val_ppl, label="one model (seed)")
+    axes[0].axhline(unigram_ppl, color="C3", ls="--", label="unigram model")
+    axes[0].axhline(ppl_gate * unigram_ppl, color="C3", ls=":",
+                    label=f"gate ({ppl_gate:g} × unigram)")
+    axes[0].set(xscale="log", xlabel="parameters", ylabel="validation perplexity",
+                title="perplexity")
+    axes[0].legend(fontsize="small")
+    for kind, style in (("trained", "-o"), ("random_init", "--s")):
+        d = decodability[decodability.kind == kind].groupby(["rung", "layer"]).accuracy.mean() \
+            .unstack("layer")
+        for layer in d.columns:
+            axes[1].plot(d.index, d[layer], style, label=f"{kind}, layer {layer}", alpha=0.8)
+    axes[1].axhline(chance, color="0.5", ls=":", label="chance")
+    axes[1].set(xlabel="width rung", ylabel="held-out-word balanced accuracy",
+                title="concept decodability")
+    axes[1].legend(fontsize="x-small", ncol=2)
+    return axes
+
+
+def size_cells(by_size, axes, *, cells, margin: float, primary=None):
+    """Resonance with the references against parameters, one panel per (stimuli, measure) of
+    ``cells`` (a ``by_size`` table with its multiway interval and null level), with the
+    ceiling (largest size) ± the equivalence ``margin`` shaded."""
+    for (stim, measure), ax in zip(cells, axes):
+        rows = by_size[(by_size.stimuli == stim) & (by_size.measure == measure)] \
+            .sort_values("params")
+        ax.errorbar(rows["params"], rows["value"],
+                    yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+                    fmt="o-", capsize=3, label="vs references (95 % multiway CI)")
+        ceiling = rows.iloc[-1]
+        ax.axhspan(ceiling.value - margin, ceiling.value + margin, color="C2", alpha=0.15,
+                   label="ceiling ± equivalence margin")
+        ax.plot(rows["params"], rows["null_high"], color="0.5", ls=":",
+                label="shuffled null, 95 % level")
+        tag = " (primary)" if (stim, measure) == primary else ""
+        ax.set(xscale="log", title=f"{measure}, {stim}{tag}", ylabel="best-layer-pair resonance")
+    return axes
