@@ -57,3 +57,17 @@ def test_concentration_panels_label_every_cell():
     assert [t.get_text() for t in axes[0, 0].get_yticklabels()] == ["a L0", "a L2", "b L0",
                                                                      "b L2"]
     plt.close(fig)
+
+
+def test_size_cells_shade_the_ceiling_plus_minus_the_margin():
+    by_size = pd.DataFrame([{"stimuli": "words", "measure": "cka", "params": p, "value": v,
+                             "ci_low": v - 0.02, "ci_high": v + 0.02, "null_high": 0.05}
+                            for p, v in ((1e4, 0.3), (1e5, 0.5), (1e6, 0.6))])
+    fig, ax = plt.subplots()
+    plots.size_cells(by_size, [ax], cells=[("words", "cka")], margin=0.05,
+                     primary=("words", "cka"))
+    band = ax.patches[0]
+    assert band.get_y() == pytest.approx(0.55)
+    assert band.get_y() + band.get_height() == pytest.approx(0.65)
+    assert ax.get_title() == "cka, words (primary)"
+    plt.close(fig)
