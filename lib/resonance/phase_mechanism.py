@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import models
-from . import resonance_transformer as rt
+from .models import resonance_lm as rt
 from .seeding import seed_everything
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from . import resonance_transformer as rt
+from .models import resonance_lm as rt
 from .train import TrainConfig
 
 # The seed's published validation perplexities after 2 epochs (test5.ipynb).
