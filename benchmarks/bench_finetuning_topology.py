@@ -34,19 +34,18 @@ def _cpu(fn, repeats: int) -> tuple[float, object]:
 
 
 def main(quick: bool = False) -> dict:
-    from resonance import stats, topology
-    from resonance.experiments import finetuning_topology as ft7
+    from resonance import stats, topology, trajectories
 
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(B * M, 8))
     X = np.tanh(latent @ rng.normal(size=(8, D))) + 0.05 * rng.normal(size=(B * M, D))
     X2 = X + 0.02 * rng.normal(size=X.shape)
     reps = 2 if quick else 10
-    ph, (dgm, _) = _cpu(lambda: ft7.h1_and_summary(X[:M]), reps)
-    dgm2, _ = ft7.h1_and_summary(X2[:M])
+    ph, (dgm, _) = _cpu(lambda: trajectories.h1_and_summary(X[:M]), reps)
+    dgm2, _ = trajectories.h1_and_summary(X2[:M])
     G = stats.gaussian_like(X[:M], rng)
-    ph_gauss, (gdgm, _) = _cpu(lambda: ft7.h1_and_summary(G), reps)
-    gdgm2, _ = ft7.h1_and_summary(stats.gaussian_like(X[:M], rng))
+    ph_gauss, (gdgm, _) = _cpu(lambda: trajectories.h1_and_summary(G), reps)
+    gdgm2, _ = trajectories.h1_and_summary(stats.gaussian_like(X[:M], rng))
     w2, _ = _cpu(lambda: topology.diagram_distance(dgm, dgm2, order=2), reps * 5)
     w2_gauss, _ = _cpu(lambda: topology.diagram_distance(gdgm, gdgm2, order=2), reps)
     pairs = CHECKPOINTS * (CHECKPOINTS - 1) // 2

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resonance import topology
+from resonance import topology, trajectories
 from resonance.experiments import finetuning_topology as ft7
 
 STEPS = list(range(0, 13))
@@ -92,20 +92,20 @@ def test_verdict_when_nothing_is_front_loaded():
 
 
 def test_helpers():
-    assert ft7.probe_layers(4, 5) == [0, 1, 2, 3, 4]
-    assert ft7.probe_layers(8, 5) == [0, 2, 4, 6, 8]
+    assert trajectories.evenly_spaced_layers(4, 5) == [0, 1, 2, 3, 4]
+    assert trajectories.evenly_spaced_layers(8, 5) == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match="cannot place"):
-        ft7.probe_layers(2, 5)
-    subs = ft7.disjoint_subsamples(100, 30, 3, seed=0)
+        trajectories.evenly_spaced_layers(2, 5)
+    subs = trajectories.disjoint_subsamples(100, 30, 3, seed=0)
     assert all(len(s) == 30 for s in subs)
     assert len(set(np.concatenate(subs))) == 90
     with pytest.raises(ValueError, match="disjoint subsets"):
-        ft7.disjoint_subsamples(50, 30, 2, seed=0)
+        trajectories.disjoint_subsamples(50, 30, 2, seed=0)
     logp = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
-    assert ft7.js_divergence(logp, logp) == pytest.approx(0.0, abs=1e-12)
+    assert trajectories.js_divergence(logp, logp) == pytest.approx(0.0, abs=1e-12)
     onehot = np.log(np.array([[1.0, 1e-300], [1e-300, 1.0]]))
-    assert ft7.js_divergence(onehot, onehot[::-1]) == pytest.approx(np.log(2), rel=1e-6)
-    D = ft7.w2_matrix([np.array([[0.0, 1.0]]), np.array([[0.0, 2.0]]), np.zeros((0, 2))])
+    assert trajectories.js_divergence(onehot, onehot[::-1]) == pytest.approx(np.log(2), rel=1e-6)
+    D = trajectories.w2_matrix([np.array([[0.0, 1.0]]), np.array([[0.0, 2.0]]), np.zeros((0, 2))])
     assert np.allclose(D, D.T) and D[0, 1] == pytest.approx(1.0)
     assert D[0, 2] == pytest.approx(1 / np.sqrt(2))
 

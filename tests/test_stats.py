@@ -149,3 +149,29 @@ def test_loso_fit_errors_prefers_the_shape_the_data_have():
     assert lin < 1e-8
     with pytest.raises(ValueError, match=">= 5"):
         stats.loso_fit_errors(x[:4], line[:4])
+
+
+def test_multiway_difference_recovers_a_group_gap_and_its_sign():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = [{"model_a": f"a{g}{i}", "model_b": f"r{j}", "rung": g,
+             "value": (0.5 if g == 1 else 0.3) + 0.01 * rng.standard_normal()}
+            for g in (0, 1) for i in range(4) for j in range(2)]
+    table = pd.DataFrame(rows)
+    est, boots = stats.multiway_difference(table, "rung", 1, 0, ["model_a", "model_b"],
+                                           n_boot=200)
+    assert est == pytest.approx(0.2, abs=0.02) and boots.shape == (200,)
+    low, high = stats.percentile_ci(boots)
+    assert 0.15 < low < est < high < 0.25
+    flipped, _ = stats.multiway_difference(table, "rung", 0, 1, ["model_a", "model_b"], n_boot=10)
+    assert flipped == pytest.approx(-est)
+    with pytest.raises(ValueError, match="rung == 2"):
+        stats.multiway_difference(table, "rung", 2, 0, ["model_a", "model_b"])
+
+
+def test_interval_class_reads_the_interval_not_the_point():
+    assert stats.interval_class(-0.3, -0.1) == "better"
+    assert stats.interval_class(0.1, 0.3) == "worse"
+    assert stats.interval_class(-0.1, 0.1, equivalent=True) == "equivalent"
+    assert stats.interval_class(-0.1, 0.1) == "undecided"

@@ -159,3 +159,35 @@ def test_template_control_labels_each_sentence_with_its_template(monkeypatch):
 def test_a_sentence_outside_the_templates_is_an_error():
     with pytest.raises(ValueError, match="matches no template"):
         tour._template_of("A dog.", "dog")
+
+
+def test_template_control_flips_when_concepts_carry_the_sentence_geometry():
+    concept_led = pd.DataFrame([
+        {"form": "word", "models": 0.65, "a_concept": 0.38, "b_concept": 0.46,
+         "a_template": np.nan, "b_template": np.nan},
+        {"form": "sentence", "models": 0.7, "a_concept": 0.55, "b_concept": 0.5,
+         "a_template": 0.10, "b_template": 0.12}])
+    meta = tour.summarise(_tables(template_control=concept_led), CONFIG)
+    assert meta["template_dominates"] is False
+    assert meta["sentence_concept_cka_a"] == pytest.approx(0.55)
+
+
+def test_mapper_graphs_round_trip_through_their_tables():
+    from resonance import topology
+
+    graphs = {"A": {"nodes": {"n0": [0, 1], "n1": [1, 2]}, "links": {"n0": ["n1"]}},
+              "B": {"nodes": {"m0": [2]}, "links": {}}}
+    membership, links = topology.graphs_to_tables(graphs)
+    assert topology.graph_from_tables(membership, links, "A") == graphs["A"]
+    assert topology.graph_from_tables(membership, links, "B") == graphs["B"]
+    with pytest.raises(ValueError, match="no Mapper nodes"):
+        topology.graph_from_tables(membership, links, "C")
+
+
+def test_trajectory_summary_counts_only_positions_above_their_null():
+    from resonance import positions
+
+    table = pd.DataFrame({"value": [0.6, 0.02, 0.3], "null_high": [0.05, 0.05, 0.4]})
+    s = positions.trajectory_summary(table)
+    assert s["beyond_null"] == 1 and s["n_positions"] == 3
+    assert (s["min"], s["max"], s["null_high"]) == (0.02, 0.6, 0.4)

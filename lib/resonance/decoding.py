@@ -6,6 +6,8 @@
 - :func:`nested_increment` -- do extra features add to a base set (e.g. topology beyond
   scale)? The increment in grouped-CV accuracy against a null that permutes the extra
   features' rows.
+- :func:`label_cka` -- how much of a cloud's linear geometry a labelling explains (debiased CKA
+  with the labels' one-hot coding).
 - :func:`concept_decodability` -- the capability gate: concept labels decoded from held-out
   *words* (GroupKFold over words, so a model must generalise across words, not recognise
   one), with a bootstrap interval over words.
@@ -23,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 __all__ = ["grouped_classification", "nested_increment", "concept_decodability",
-           "balanced_accuracy"]
+           "balanced_accuracy", "one_hot", "label_cka"]
 
 
 def _classifier(seed: int, C: float = 0.5):
@@ -143,3 +145,17 @@ def concept_decodability(X: np.ndarray, labels: Sequence[str], words: Sequence[s
     return {"accuracy": acc, "ci_low": low, "ci_high": high,
             "chance": 1.0 / len(np.unique(labels)), "n_words": int(len(np.unique(words))),
             "n": int(len(labels))}
+
+
+def one_hot(labels: Sequence) -> np.ndarray:
+    """``(n, k)`` indicator matrix of ``labels`` (columns in sorted label order)."""
+    labels = np.asarray(labels)
+    return (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+
+
+def label_cka(X: np.ndarray, labels: Sequence) -> float:
+    """Debiased linear CKA between the one-hot coding of ``labels`` and ``X: (n, d)``."""
+    from .similarity import cka
+
+    return cka(one_hot(labels), X, debiased=True)
+

@@ -31,7 +31,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -261,3 +261,32 @@ def _finetune(config: FinetuneConfig, folder: Path, base_run: _train.TrainedMode
     _write_json(folder / "complete.json", info)
     model.eval()
     return _finished(folder, config, base_run.tokenizer)
+
+
+@torch.no_grad()
+def final_token_states(model, tokenizer, texts: Sequence[str], layers: Sequence[int],
+                       batch_size: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
+    """Final-token hidden states ``[(n, d)] per layer`` and next-token log-probs ``(n, vocab)``
+    of a GPT-2-layout causal LM (``model.transformer``, ``model.lm_head``) on ``texts``."""
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    if min(len(i) for i in ids) < 1:
+        raise ValueError("an evaluation prompt tokenizes to nothing")
+    states = [[] for _ in layers]
+    logp = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        width = max(len(i) for i in chunk)
+        x = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, seq in enumerate(chunk):
+            x[r, :len(seq)] = torch.as_tensor(seq)
+            mask[r, :len(seq)] = 1
+        # The body for hidden states; the LM head only at the final tokens (GPT-2 layout).
+        out = model.transformer(input_ids=x, attention_mask=mask, output_hidden_states=True)
+        last = mask.sum(1) - 1
+        rows = torch.arange(len(chunk))
+        for slot, layer in enumerate(layers):
+            states[slot].append(out.hidden_states[layer][rows, last].double().numpy())
+        logits = model.lm_head(out.hidden_states[-1][rows, last])
+        logp.append(torch.log_softmax(logits.double(), -1).numpy())
+    return [np.concatenate(s) for s in states], np.concatenate(logp)

@@ -23,7 +23,7 @@ import pandas as pd
 from . import metrics
 
 __all__ = ["token_strings", "aligned_tokens", "positional_trajectory", "word_end_rows",
-           "word_end_pairs"]
+           "word_end_pairs", "positional_table", "trajectory_summary"]
 
 
 def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -181,3 +181,36 @@ def word_end_pairs(acts_a, acts_b, tokenizer_a: Any, tokenizer_b: Any, texts: Se
             items.append(i)
     return (np.asarray(rows_a, np.int64), np.asarray(rows_b, np.int64),
             np.asarray(items, np.int64))
+
+
+def positional_table(model_a, model_b, texts, pairs: dict[str, tuple[int, int]], *,
+                     n_null: int, min_items: int, seed: int = 0) -> pd.DataFrame:
+    """:func:`positional_trajectory` of two zoo models on ``texts`` at each named layer pair
+    ``pairs[stage] = (layer_a, layer_b)`` (negative layers count from the end), on the tokens
+    both tokenizers cut alike; columns of the trajectory plus stage, layer_a, layer_b and
+    aligned_texts (how many texts kept at least one aligned token)."""
+    from . import activations
+
+    ids_a = sorted({la % (model_a.n_layers + 1) for la, _ in pairs.values()})
+    ids_b = sorted({lb % (model_b.n_layers + 1) for _, lb in pairs.values()})
+    tok_a = activations.extract(model_a, texts, layers=ids_a, pool="tokens")
+    tok_b = activations.extract(model_b, texts, layers=ids_b, pool="tokens")
+    rows_a, rows_b, pos = aligned_tokens(tok_a, tok_b, model_a.tokenizer, model_b.tokenizer)
+    frames = []
+    for stage, (la, lb) in pairs.items():
+        table = positional_trajectory(tok_a[la][rows_a], tok_b[lb][rows_b], pos,
+                                      n_null=n_null, min_items=min_items, seed=seed)
+        frames.append(table.assign(stage=stage, layer_a=la % (model_a.n_layers + 1),
+                                   layer_b=lb % (model_b.n_layers + 1),
+                                   aligned_texts=int(len(np.unique(tok_a.item[rows_a])))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def trajectory_summary(table: pd.DataFrame) -> dict[str, float]:
+    """One stage of a :func:`positional_trajectory` table: n_positions, min / max / mean value,
+    beyond_null (positions above their null's ``null_high``) and the largest null_high."""
+    return {"n_positions": int(len(table)), "min": float(table["value"].min()),
+            "max": float(table["value"].max()), "mean": float(table["value"].mean()),
+            "beyond_null": int((table["value"] > table["null_high"]).sum()),
+            "null_high": float(table["null_high"].max())}
+

@@ -423,3 +423,100 @@ def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 999, seed:
     tail = round((1 - ci) / 2, 12)
     lo, hi = np.quantile(boots, [tail, 1 - tail]) if boots else (np.nan, np.nan)
     return rho, float(lo), float(hi)
+
+
+def paired_effect(treat: Sequence[float], ref: Sequence[float],
+                  margin: float | None = None) -> dict[str, float]:
+    """Mean paired difference ``treat - ref`` of losses (one pair per seed) with a 95 % Student-t
+    interval, and the matching relative change in perplexity ``exp(Δ) - 1``. Needs >= 2 pairs.
+
+    With ``margin`` (a relative change, e.g. 0.02), also TOST equivalence at 5 %: the 90 %
+    interval of the change lies inside ``(-margin, +margin)`` (``equivalent``)."""
+    import math
+
+    treat, ref = np.asarray(treat, float), np.asarray(ref, float)
+    if treat.shape != ref.shape or treat.ndim != 1 or treat.size < 2:
+        raise ValueError(f"need >= 2 paired values in two 1-D arrays of one shape, got "
+                         f"{treat.shape} and {ref.shape}")
+    if not (np.isfinite(treat).all() and np.isfinite(ref).all()):
+        raise ValueError("paired values contain NaN or inf; every seed needs both runs")
+    diff = treat - ref
+    n = diff.size
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n))
+    half = float(_stats.t.ppf(0.975, n - 1)) * se
+    out = {"n_seeds": n, "delta_loss": mean, "delta_loss_low": mean - half,
+           "delta_loss_high": mean + half, "ppl_change": math.expm1(mean),
+           "ppl_change_low": math.expm1(mean - half), "ppl_change_high": math.expm1(mean + half)}
+    if margin is not None:
+        half90 = float(_stats.t.ppf(0.95, n - 1)) * se
+        out["equivalent"] = bool(math.expm1(mean - half90) > -margin
+                                 and math.expm1(mean + half90) < margin)
+    return out
+
+
+def cross_within_bootstrap(pairs, seeds: Sequence[int], n_boot: int, seed: int = 0):
+    """A similarity between two models across seeds (``cross``) and of each model with itself
+    from another seed (``within_A``, ``within_S``), with 95 % intervals from a bootstrap that
+    resamples *seeds* (models), not pairs that share them; also cross − within_A and
+    cross − within_S.
+
+    ``pairs`` has columns kind (cross / within_A / within_S), seed_a, seed_b, value. A draw
+    resamples the seed list with replacement and averages the pairs whose two seeds were both
+    drawn (distinct draws for within-model pairs; cross pairs of one seed count too)."""
+    import pandas as pd
+
+    if n_boot < 99:
+        raise ValueError(f"n_boot must be >= 99 for a bootstrap interval, got {n_boot}")
+    kinds = ("cross", "within_A", "within_S")
+    values = {k: {(int(r.seed_a), int(r.seed_b)): float(r.value)
+                  for r in pairs[pairs["kind"] == k].itertuples()} for k in kinds}
+
+    def stat(draw: list[int]) -> dict[str, float]:
+        out = {}
+        for k in kinds:
+            vals = [values[k][(a, b)] for i, a in enumerate(draw) for j, b in enumerate(draw)
+                    if i != j and (a, b) in values[k]]
+            if k == "cross":
+                vals += [values[k][(a, a)] for a in draw if (a, a) in values[k]]
+            out[k] = float(np.mean(vals)) if vals else float("nan")
+        out["cross_minus_within_A"] = out["cross"] - out["within_A"]
+        out["cross_minus_within_S"] = out["cross"] - out["within_S"]
+        return out
+
+    point = stat(list(seeds))
+    rng = np.random.default_rng([seed, 0xC4A])
+    draws = pd.DataFrame([stat(list(rng.choice(seeds, size=len(seeds))))
+                          for _ in range(n_boot)])
+    rows = []
+    for key, value in point.items():
+        col = draws[key].dropna()
+        rows.append({"quantity": key, "value": value, "ci_low": float(col.quantile(0.025)),
+                     "ci_high": float(col.quantile(0.975)), "n_boot": int(col.size)})
+    return pd.DataFrame(rows)
+
+
+def interval_class(low: float, high: float, equivalent: bool = False) -> str:
+    """A change with a 95 % interval ``[low, high]`` (of a loss: lower is better): ``better``
+    (the interval lies below 0), ``worse`` (above), ``equivalent`` (TOST said so), or
+    ``undecided``."""
+    if high < 0:
+        return "better"
+    if low > 0:
+        return "worse"
+    return "equivalent" if equivalent else "undecided"
+
+
+def multiway_difference(table, group: str, a, b, by: Sequence[str],
+                        strata: Mapping | None = None, n_boot: int = 1000, seed: int = 0,
+                        value: str = "value") -> tuple[float, np.ndarray]:
+    """Mean ``value`` of the rows with ``table[group] == a`` minus that of the rows with
+    ``== b`` (e.g. a medium size minus the largest), and its ``(n_boot,)`` draws from a
+    :func:`multiway_bootstrap` over the units in the columns ``by``."""
+    v, g = table[value].to_numpy(float), table[group].to_numpy()
+    in_a, in_b = g == a, g == b
+    if not in_a.any() or not in_b.any():
+        raise ValueError(f"need rows with {group} == {a!r} and with {group} == {b!r}")
+
+    def stat(w: np.ndarray) -> float:
+        return weighted_mean(v, w, in_a) - weighted_mean(v, w, in_b)
+    return stat(np.ones(len(table))), multiway_bootstrap(table, stat, by, strata, n_boot, seed)

@@ -30,8 +30,9 @@ import pandas as pd
 from .. import activations, decoding, metrics, models, stats, store, topology, zoo
 from ..seeding import seed_everything
 from ..store import Bundle
-from .common import (RECIPE_GATED as RECIPE, check_architecture_config, decodability_rows, gate_table, inhouse_model, model_clouds,
-                     profile_config, random_init_twin, unigram_baseline, word_and_verse_stimuli)
+from .common import (RECIPE_GATED as RECIPE, check_architecture_config, decodability_rows,
+                     gate_table, inhouse_model, model_clouds, profile_config, random_init_twin,
+                     unigram_baseline, word_and_verse_stimuli)
 
 NAME = "02_architecture"
 VERSION = 3  # 3: word-in-verse / verse-token stimuli, gates, 500-point topology, nested test
@@ -51,7 +52,11 @@ SIZES = {
               "max_per_word": 10, "n_verses": 40, "n_tokens": 500, "n_perm": 99,
               "recipe": RECIPE["paper"]},
 }
-SIZES["hub"] = SIZES["paper"]
+# hub (a GPU): a wider, deeper matched shape on 10x the tokens, 5 seeds, the larger packaged LMs.
+SIZES["hub"] = {**SIZES["paper"], "shape": [256, 4], "n_seeds": 5,
+                "pretrained": ["minilm", "mpnet", "smollm2-135m", "gemma3-270m"],
+                "n_per_concept": 60, "n_verses": 120, "n_tokens": 1000, "n_perm": 999,
+                "recipe": {**RECIPE["paper"], "tokens": 2_000_000, "eval_every": 100}}
 
 
 def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides: Any) -> Bundle:

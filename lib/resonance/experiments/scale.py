@@ -35,6 +35,7 @@ KNN_K = 10         # mutual k-NN's k (the registry default)
 MARGIN = 0.05      # equivalence margin (CKA / mutual-k-NN units) for "as much as"
 ALPHA = 0.05
 N_BOOT = 1000
+UNITS = ["model_a", "model_b"]  # the models every pair row is made of (multiway bootstrap)
 SIZES = {
     "smoke": {"ladder": [[16, 1], [32, 1], [32, 2]], "seeds": [0, 1, 2], "n_references": 1,
               "n_per_concept": 10, "max_per_word": 10, "n_verses": 12, "n_tokens": 150,
@@ -43,12 +44,17 @@ SIZES = {
               "n_references": 2, "n_per_concept": 30, "max_per_word": 10, "n_verses": 40,
               "n_tokens": 500, "n_null": 99, "encoders": ["minilm", "mpnet"]},
 }
-SIZES["hub"] = SIZES["paper"]
+# hub (a GPU): a wider ladder on 10x the tokens, 8 seeds, and a larger hub encoder for context.
+SIZES["hub"] = {**SIZES["paper"], "ladder": [[64, 4], [128, 4], [256, 4], [384, 4], [512, 4]],
+                "seeds": list(range(8)), "n_references": 3, "n_per_concept": 60,
+                "n_verses": 120, "n_tokens": 1000, "n_null": 999,
+                "encoders": ["minilm", "mpnet", "BAAI/bge-large-en-v1.5"]}
+HUB_RECIPE = {**RECIPE["paper"], "tokens": 2_000_000, "eval_every": 100}
 
 
 def run(profile: str = "paper", seed: int = 0, force: bool = False, **overrides: Any) -> Bundle:
     config = profile_config(SIZES, profile, seed, overrides, version=VERSION)
-    config["recipe"] = RECIPE["smoke" if profile == "smoke" else "paper"]
+    config["recipe"] = HUB_RECIPE if profile == "hub" else RECIPE[profile]
     if config["n_references"] >= len(config["seeds"]):
         raise ValueError("n_references must leave at least one non-reference seed")
     return store.cached(NAME, profile, config, compute, force=force)
@@ -160,21 +166,10 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
 
 # -- summaries ---------------------------------------------------------------------------------
 
-def _rung_stat(t: pd.DataFrame, rung_a: int, rung_b: int):
-    """Mean value of rung ``rung_a`` minus that of ``rung_b`` in ``t``: the estimate and the
-    weighted version a multiway bootstrap calls."""
-    v, r = t["value"].to_numpy(float), t["rung"].to_numpy()
-    a, b = r == rung_a, r == rung_b
-
-    def stat(w: np.ndarray) -> float:
-        return stats.weighted_mean(v, w, a) - stats.weighted_mean(v, w, b)
-    return stat(np.ones(len(t))), stat
-
-
 def _mean_ci(t: pd.DataFrame, strata) -> tuple[float, float]:
     v = t["value"].to_numpy(float)
     return stats.percentile_ci(stats.multiway_bootstrap(
-        t, lambda w: stats.weighted_mean(v, w), ["model_a", "model_b"], strata, N_BOOT))
+        t, lambda w: stats.weighted_mean(v, w), UNITS, strata, N_BOOT))
 
 
 def summarise(tables: dict[str, pd.DataFrame]) -> dict:
@@ -197,9 +192,8 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
                                 **dict(zip(("ci_low", "ci_high"), _mean_ci(v, strata))),
                                 "null_high": float(v.null_high.mean()),
                                 "max_p": float(v.p_value.max())})
-            mc = t[t.rung.isin([medium, top])]
-            est, stat = _rung_stat(mc, medium, top)
-            boots = stats.multiway_bootstrap(mc, stat, ["model_a", "model_b"], strata, N_BOOT)
+            est, boots = stats.multiway_difference(t[t.rung.isin([medium, top])], "rung", medium,
+                                                   top, UNITS, strata, N_BOOT)
             tost = stats.tost_bootstrap(est, boots, MARGIN, ALPHA)
             gate = bool(rung_ok.loc[[medium, top], "ppl"].all()
                         and (stim != "words" or rung_ok.loc[[medium, top], "concept"].all()))
@@ -257,10 +251,9 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
 
 def _slope(t: pd.DataFrame, rungs, strata) -> dict:
     """Largest minus smallest comparand rung (does resonance grow with size?), multiway CI."""
-    sub = t[t.rung.isin([rungs[0], rungs[-1]])]
-    est, stat = _rung_stat(sub, rungs[-1], rungs[0])
-    low, high = stats.percentile_ci(stats.multiway_bootstrap(sub, stat, ["model_a", "model_b"],
-                                                             strata, N_BOOT))
+    est, boots = stats.multiway_difference(t[t.rung.isin([rungs[0], rungs[-1]])], "rung",
+                                           rungs[-1], rungs[0], UNITS, strata, N_BOOT)
+    low, high = stats.percentile_ci(boots)
     return {"top_minus_smallest": est, "tms_ci_low": low, "tms_ci_high": high}
 
 
@@ -298,9 +291,8 @@ def _topology_summary(topo: pd.DataFrame, medium, top, strata) -> dict:
                 null = g[null_cols].mean(0).to_numpy()
                 out[f"topo_{layer}_null_rung{rung}"] = float(null.mean())
                 out[f"topo_{layer}_p_rung{rung}"] = stats.permutation_p(obs, null, greater=False)
-        mc = t[t.rung.isin([medium, top])]
-        est, stat = _rung_stat(mc, medium, top)
-        boots = stats.multiway_bootstrap(mc, stat, ["model_a", "model_b"], strata, N_BOOT)
+        est, boots = stats.multiway_difference(t[t.rung.isin([medium, top])], "rung", medium,
+                                               top, UNITS, strata, N_BOOT)
         out[f"topo_{layer}_medium_minus_ceiling"] = est
         out[f"topo_{layer}_mmc_ci_low"], out[f"topo_{layer}_mmc_ci_high"] = stats.percentile_ci(boots)
     return out

@@ -1,19 +1,14 @@
 """00_tour: the three resonance metrics (global, local, dynamic) once each, with their nulls,
 on two pretrained sentence encoders and 200 bare concept words.
 
-Tables (all tidy): ``layers`` (layer x layer debiased CKA), ``layer_map`` (the best monotone
-map of A's layers onto B's), ``best_layer`` (the best pair against a null for the maximum),
-``once`` (every measure once), ``global`` (CKA and mutual k-NN, then the pairing-free H1
-diagram distance, each with a jackknife interval and its null), ``topology`` (the diagram
-distance under other homology dimensions, filtrations and layers, with the symmetric Gaussian
-null of :func:`resonance.topology.topological_resonance`), ``local`` (per concept),
-``positions`` (resonance per token position of WordNet glosses, at the embeddings and at the
-chosen layers, with a shuffled-pair null per position), ``diagrams`` (H0/H1 of A, B and a
-Gaussian cloud of B's shape, on the scale the diagram distance compares), ``projection``,
-``mapper_membership``/``mapper_links`` (both models) and ``template_control``.
-
-``summarise(tables, config) -> meta`` holds every number the notebook and the paper quote;
-``verdict(meta) -> str`` says what they mean.
+Tables (tidy): ``layers`` (layer x layer debiased CKA), ``layer_map`` (the best monotone map),
+``best_layer`` (against a null for the maximum), ``once`` (every measure once), ``global`` (CKA,
+mutual k-NN, the pairing-free H1 diagram distance: jackknife intervals, nulls), ``topology``
+(the diagram distance under other dimensions, filtrations and layers), ``local`` (per concept),
+``positions`` (per token position of WordNet glosses, embeddings and chosen layers),
+``diagrams`` (H0/H1 of A, B and a Gaussian cloud on the compared scale), ``projection``,
+``mapper_membership``/``mapper_links`` and ``template_control``. ``summarise(tables, config)``
+holds every number the notebook and the paper quote; ``verdict(meta)`` says what they mean.
 """
 
 from __future__ import annotations
@@ -25,7 +20,8 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.metrics import pairwise_distances
 
-from .. import activations, metrics, positions, similarity, stimuli, store, topology, zoo
+from .. import (activations, decoding, metrics, positions, similarity, stimuli, store,
+               topology, zoo)
 from ..seeding import seed_everything
 from ..stats import gaussian_like
 from ..store import Bundle
@@ -44,6 +40,11 @@ SIZES = {
               "n_per_concept": 20, "n_boot": 99, "n_null": 199, "n_topo_boot": 20,
               "n_topo_null": 99, "n_layer_null": 99, "n_texts": 128, "max_words": 10,
               "min_tokens": 64},
+    # hub: MPNet against a larger hub encoder (BGE-large, 24 layers), more draws everywhere.
+    "hub": {"model_a": "mpnet", "model_b": "BAAI/bge-large-en-v1.5", "layer_a": -1,
+            "layer_b": -1, "n_per_concept": 40, "n_boot": 999, "n_null": 999,
+            "n_topo_boot": 50, "n_topo_null": 999, "n_layer_null": 999, "n_texts": 512,
+            "max_words": 16, "min_tokens": 128},
 }
 # Each measure once, with its settings (CCA needs far fewer kept dimensions than stimuli).
 ONCE = {"cka_linear": {}, "cka_linear_debiased": {}, "cka_rbf": {}, "mutual_knn": {}, "cknna": {},
@@ -100,13 +101,7 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
         .assign(model=model, concept=labels, word=stims.words)
         for model, Z in (("A", X), ("B", Y))], ignore_index=True)
     graphs = {"A": topology.mapper_graph(X, seed=seed), "B": topology.mapper_graph(Y, seed=seed)}
-    membership = pd.DataFrame([{"model": model, "node": node, "item": int(i)}
-                               for model, graph in graphs.items()
-                               for node, items in graph["nodes"].items() for i in items])
-    links = pd.DataFrame([{"model": model, "source": s, "target": t}
-                          for model, graph in graphs.items()
-                          for s, targets in graph["links"].items() for t in targets],
-                         columns=["model", "source", "target"])
+    membership, links = topology.graphs_to_tables(graphs)
     mapper = pd.DataFrame([topology.compare_mapper(graphs["A"], graphs["B"], len(stims))])
 
     tables = {"layers": layer_table, "layer_map": layer_map, "best_layer": pd.DataFrame([best]),
@@ -155,49 +150,26 @@ def topology_variants(acts_a, acts_b, config: Mapping[str, Any],
 
 
 def positional_table(model_a, model_b, config: Mapping[str, Any]) -> pd.DataFrame:
-    """Resonance per token position of ``n_texts`` WordNet glosses, at the embeddings (layer 0)
-    and at the chosen layers, each position against its shuffled-pair null."""
+    """Resonance per token position of ``n_texts`` WordNet glosses at the embeddings and at the
+    chosen layers (:func:`resonance.positions.positional_table`)."""
     texts = stimuli.corpus_stimuli(CORPUS, n=config["n_texts"], max_words=config["max_words"],
                                    seed=config["seed"])
-    pairs = {"embeddings": (0, 0), "chosen layers": (config["layer_a"], config["layer_b"])}
-    ids_a = sorted({la % (model_a.n_layers + 1) for la, _ in pairs.values()})
-    ids_b = sorted({lb % (model_b.n_layers + 1) for _, lb in pairs.values()})
-    tok_a = activations.extract(model_a, texts, layers=ids_a, pool="tokens")
-    tok_b = activations.extract(model_b, texts, layers=ids_b, pool="tokens")
-    rows_a, rows_b, pos = positions.aligned_tokens(tok_a, tok_b, model_a.tokenizer,
-                                                   model_b.tokenizer)
-    frames = []
-    for stage, (la, lb) in pairs.items():
-        table = positions.positional_trajectory(
-            tok_a[la][rows_a], tok_b[lb][rows_b], pos, n_null=config["n_null"],
-            min_items=config["min_tokens"], seed=config["seed"])
-        frames.append(table.assign(stage=stage, layer_a=la % (model_a.n_layers + 1),
-                                   layer_b=lb % (model_b.n_layers + 1),
-                                   aligned_texts=int(len(np.unique(tok_a.item[rows_a])))))
-    return pd.concat(frames, ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------------
-# The template control
-
-
-def _one_hot(labels) -> np.ndarray:
-    labels = np.asarray(labels)
-    return (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+    return positions.positional_table(
+        model_a, model_b, texts, {"embeddings": (0, 0), "chosen layers": (config["layer_a"],
+                                                                          config["layer_b"])},
+        n_null=config["n_null"], min_items=config["min_tokens"], seed=config["seed"])
 
 
 def control_row(X: np.ndarray, Y: np.ndarray, concepts, templates=None) -> dict[str, float]:
     """Debiased CKA between the models (``X``, ``Y``: ``(n, d)``), and of each model with the
     one-hot ``concepts`` labels and, when given, the one-hot ``templates`` labels (else NaN)."""
-    C = _one_hot(concepts)
     row = {"models": similarity.cka(X, Y, debiased=True),
-           "a_concept": similarity.cka(C, X, debiased=True),
-           "b_concept": similarity.cka(C, Y, debiased=True),
-           "a_template": np.nan, "b_template": np.nan}
+           "a_concept": decoding.label_cka(X, concepts),
+           "b_concept": decoding.label_cka(Y, concepts), "a_template": np.nan,
+           "b_template": np.nan}
     if templates is not None:
-        T = _one_hot(templates)
-        row["a_template"] = similarity.cka(T, X, debiased=True)
-        row["b_template"] = similarity.cka(T, Y, debiased=True)
+        row["a_template"] = decoding.label_cka(X, templates)
+        row["b_template"] = decoding.label_cka(Y, templates)
     return row
 
 
@@ -225,10 +197,6 @@ def _template_of(text: str, word: str) -> str:
         if template.format(w=word) == text:
             return template
     raise ValueError(f"{text!r} matches no template of resonance.stimuli.TEMPLATES")
-
-
-# --------------------------------------------------------------------------------------------
-# Summary and verdict
 
 
 def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,13 +247,8 @@ def summarise(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]) -> 
         "positions_aligned_texts": int(pos["aligned_texts"].iloc[0]),
     }
     for stage, key in (("embeddings", "pos_embed"), ("chosen layers", "pos_chosen")):
-        part = pos[pos["stage"] == stage]
-        meta[f"{key}_n_positions"] = int(len(part))
-        meta[f"{key}_min"] = float(part["value"].min())
-        meta[f"{key}_max"] = float(part["value"].max())
-        meta[f"{key}_mean"] = float(part["value"].mean())
-        meta[f"{key}_beyond_null"] = int((part["value"] > part["null_high"]).sum())
-        meta[f"{key}_null_high"] = float(part["null_high"].max())
+        meta.update({f"{key}_{k}": v for k, v in
+                     positions.trajectory_summary(pos[pos["stage"] == stage]).items()})
     meta["pos_lexical_above_contextual"] = bool(meta["pos_embed_min"] > meta["pos_chosen_max"])
     meta["pos_first"] = int(pos["position"].min())
     meta["pos_last"] = int(pos["position"].max())
@@ -377,17 +340,9 @@ def verdict(meta: Mapping[str, Any]) -> str:
 
 
 def mapper_from_tables(bundle: Bundle, model: str = "A") -> dict:
-    """Rebuild ``model``'s Mapper graph (kmapper dict form) from the stored tables."""
-    membership = bundle["mapper_membership"]
-    links_table = bundle["mapper_links"]
-    if "model" in membership:
-        membership = membership[membership["model"] == model]
-        links_table = links_table[links_table["model"] == model]
-    nodes = {node: group["item"].tolist() for node, group in membership.groupby("node", sort=True)}
-    links: dict[str, list[str]] = {}
-    for source, target in links_table[["source", "target"]].itertuples(index=False):
-        links.setdefault(source, []).append(target)
-    return {"nodes": nodes, "links": links}
+    """Rebuild ``model``'s Mapper graph from the stored tables
+    (:func:`resonance.topology.graph_from_tables`)."""
+    return topology.graph_from_tables(bundle["mapper_membership"], bundle["mapper_links"], model)
 
 
 __all__ = ["run", "compute", "summarise", "verdict", "template_control", "control_row",

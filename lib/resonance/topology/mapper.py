@@ -254,3 +254,34 @@ def compare_mapper(graph_a: dict, graph_b: dict, n: int | None = None) -> dict[s
     for k in sa:
         out[f"{k}_a"], out[f"{k}_b"], out[f"delta_{k}"] = sa[k], sb[k], sb[k] - sa[k]
     return out
+
+
+def graphs_to_tables(graphs: dict[str, dict]):
+    """Mapper graphs ``{model: graph}`` as two tidy tables: membership (model, node, item) and
+    links (model, source, target); :func:`graph_from_tables` reads them back."""
+    import pandas as pd
+
+    membership = pd.DataFrame([{"model": model, "node": node, "item": int(i)}
+                               for model, graph in graphs.items()
+                               for node, items in graph["nodes"].items() for i in items])
+    links = pd.DataFrame([{"model": model, "source": s, "target": t}
+                          for model, graph in graphs.items()
+                          for s, targets in graph["links"].items() for t in targets],
+                         columns=["model", "source", "target"])
+    return membership, links
+
+
+def graph_from_tables(membership, links, model: str | None = None) -> dict:
+    """Rebuild one Mapper graph (``nodes`` and ``links`` of kmapper's dict form) from the tables
+    of :func:`graphs_to_tables`; ``model`` picks one when the tables hold several."""
+    if model is not None and "model" in membership:
+        membership = membership[membership["model"] == model]
+        links = links[links["model"] == model]
+    if membership.empty:
+        raise ValueError(f"no Mapper nodes for model {model!r} in the membership table")
+    nodes = {node: group["item"].tolist() for node, group in membership.groupby("node", sort=True)}
+    out: dict[str, list[str]] = {}
+    for source, target in links[["source", "target"]].itertuples(index=False):
+        out.setdefault(source, []).append(target)
+    return {"nodes": nodes, "links": out}
+
