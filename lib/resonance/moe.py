@@ -185,6 +185,11 @@ class MoEFeedForward(nn.Module):
         else:
             self.gate = nn.Linear(d, E, bias=False)
         self.aux: dict[str, torch.Tensor] = {}
+        for name, p in self.named_parameters():  # as MoELM does; a lone layer is usable too
+            if name == "anchors":
+                nn.init.orthogonal_(p)
+            elif p.dim() >= 2:
+                nn.init.normal_(p, std=c.initializer_range)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         if self.c.router == "cosine":
@@ -221,13 +226,16 @@ class MoEFeedForward(nn.Module):
         token = order // k
         counts = torch.bincount(e_sorted, minlength=E)
         starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(e_sorted.numel()) - starts[e_sorted]
-        buf = x.new_zeros(E, int(counts.max()), x.size(-1))
-        buf[e_sorted, slot] = x[token]
-        hid = self.drop(F.gelu(torch.baddbmm(self.b1[:, None], buf, self.w1)))
-        out = torch.baddbmm(self.b2[:, None], hid, self.w2)[e_sorted, slot]
+        cap = int(counts.max())
+        # flat row of each assignment in the (E * capacity, d) buffer; index_select/index_copy/
+        # index_add are the fast CPU paths (and each other's backward)
+        row = e_sorted * cap + torch.arange(e_sorted.numel()) - starts[e_sorted]
+        d = x.size(-1)
+        buf = x.new_zeros(E * cap, d).index_copy(0, row, x.index_select(0, token))
+        hid = self.drop(F.gelu(torch.baddbmm(self.b1[:, None], buf.view(E, cap, d), self.w1)))
+        out = torch.baddbmm(self.b2[:, None], hid, self.w2).view(E * cap, d).index_select(0, row)
         out = out * gates.reshape(-1)[order, None]
-        return x.new_zeros(x.shape).index_add_(0, token, out)
+        return x.new_zeros(x.shape).index_add(0, token, out)
 
 
 class Block(nn.Module):
