@@ -51,7 +51,7 @@ MAX_UNIGRAM_RATIO = 0.5   # "well below unigram"
 PLATEAU_TOL, PLATEAU_WINDOW = 0.05, 0.2
 MARGIN = 0.02             # TOST margin on the relative perplexity difference
 ALPHA = 0.05
-_SHAPE = {"top_k": 2, "lr": 2e-3, "dropout": 0.1, "router_noise": 0.05}
+_SHAPE = {"corpus": "kjv", "top_k": 2, "lr": 2e-3, "dropout": 0.1, "router_noise": 0.05}
 SIZES = {
     "smoke": {**_SHAPE, "d_model": 32, "n_layers": 1, "n_heads": 1, "context": 32,
               "vocab_size": 2048, "batch_size": 8, "tokens": 8 * 32 * 24, "warmup": 3,
@@ -62,9 +62,10 @@ SIZES = {
               "eval_every": 10, "eval_tokens": 16_384, "n_experts": 16, "expert_hidden": 64,
               "n_seeds": 5, "n_seeds_ablation": 3, "n_cka_tokens": 1500, "n_null": 99},
 }
-# v1's shape (d 512, 4 x 8 heads, 128 experts x 1024, top-2) for a GPU; swap corpus= for a hub one.
-SIZES["hub"] = {**SIZES["paper"], "d_model": 512, "n_layers": 4, "n_heads": 8, "context": 256,
-                "vocab_size": 4096, "tokens": 50_000_000, "warmup": 500, "eval_every": 500,
+# v1's shape (d 512, 4 x 8 heads, 128 experts x 1024, top-2) on WikiText-103, for a GPU.
+SIZES["hub"] = {**SIZES["paper"], "corpus": "wikitext-103", "d_model": 512, "n_layers": 4,
+                "n_heads": 8, "context": 256, "vocab_size": 4096, "tokens": 50_000_000, "warmup": 500,
+                "eval_every": 500,
                 "n_experts": 128, "expert_hidden": 1024, "lr": 3e-4}
 
 
@@ -86,7 +87,7 @@ def train_config(config: dict, arm: str, seed: int) -> T.TrainConfig:
         kw["dense_hidden"] = config["n_experts"] * config["expert_hidden"]
     return T.TrainConfig(
         family=moe.FAMILY, d_model=config["d_model"], n_layers=config["n_layers"],
-        n_heads=config["n_heads"], context=config["context"], corpus="kjv",
+        n_heads=config["n_heads"], context=config["context"], corpus=config["corpus"],
         vocab_size=config["vocab_size"], tokens=config["tokens"] // (2 if half else 1),
         batch_size=config["batch_size"], lr=config["lr"], warmup=config["warmup"],
         eval_every=config["eval_every"], eval_tokens=config["eval_tokens"],
