@@ -77,16 +77,25 @@ def _codes(x: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.ravel(), int(codes.max()) + 1
 
 
+def _mi_codes(ca: np.ndarray, na: int, cb: np.ndarray, nb: int) -> float:
+    joint = np.bincount(ca * nb + cb, minlength=na * nb).reshape(na, nb) / ca.size
+    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+
+
+def _purity_codes(ce: np.ndarray, ne: int, cl: np.ndarray, nl: int) -> float:
+    table = np.bincount(ce * nl + cl, minlength=ne * nl).reshape(ne, nl)
+    return float(table.max(1).sum() / ce.size)
+
+
 def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     """Plug-in mutual information (nats) of two label arrays of equal length."""
     ca, na = _codes(a)
     cb, nb = _codes(b)
     if ca.size != cb.size:
         raise ValueError(f"label arrays differ in length: {ca.size} vs {cb.size}")
-    joint = np.bincount(ca * nb + cb, minlength=na * nb).reshape(na, nb) / ca.size
-    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
-    nz = joint > 0
-    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+    return _mi_codes(ca, na, cb, nb)
 
 
 def _entropy(x: np.ndarray) -> float:
@@ -96,10 +105,7 @@ def _entropy(x: np.ndarray) -> float:
 
 def purity(expert: np.ndarray, labels: np.ndarray) -> float:
     """Share of tokens whose label is their expert's most frequent label."""
-    ce, ne = _codes(expert)
-    cl, nl = _codes(labels)
-    table = np.bincount(ce * nl + cl, minlength=ne * nl).reshape(ne, nl)
-    return float(table.max(1).sum() / ce.size)
+    return _purity_codes(*_codes(expert), *_codes(labels))
 
 
 def specialisation(expert: np.ndarray, labels: np.ndarray, n_null: int = 99,
@@ -117,13 +123,14 @@ def specialisation(expert: np.ndarray, labels: np.ndarray, n_null: int = 99,
     if h == 0:
         raise ValueError("labels are constant: there is nothing to specialise on")
     rng = np.random.default_rng([seed, 0x5A])
-    obs = {"nmi": mutual_information(expert, labels) / h, "purity": purity(expert, labels)}
+    (ce, ne), (cl, nl) = _codes(expert), _codes(labels)   # encoded once; the null permutes ce
+    obs = {"nmi": _mi_codes(ce, ne, cl, nl) / h, "purity": _purity_codes(ce, ne, cl, nl)}
     out: dict[str, float] = {}
     nulls: dict[str, list[float]] = {"nmi": [], "purity": []}
     for _ in range(n_null):
-        shuffled = rng.permutation(expert)
-        nulls["nmi"].append(mutual_information(shuffled, labels) / h)
-        nulls["purity"].append(purity(shuffled, labels))
+        shuffled = rng.permutation(ce)
+        nulls["nmi"].append(_mi_codes(shuffled, ne, cl, nl) / h)
+        nulls["purity"].append(_purity_codes(shuffled, ne, cl, nl))
     for key, value in obs.items():
         null = np.asarray(nulls[key])
         out.update({key: value, f"{key}_null_mean": float(null.mean()),

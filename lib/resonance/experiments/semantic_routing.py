@@ -60,7 +60,7 @@ SIZES = {
     "paper": {**_SHAPE, "d_model": 64, "n_layers": 2, "n_heads": 2, "context": 128,
               "vocab_size": 2048, "batch_size": 16, "tokens": 400_000, "warmup": 15,
               "eval_every": 10, "eval_tokens": 16_384, "n_experts": 16, "expert_hidden": 64,
-              "n_seeds": 5, "n_seeds_ablation": 3, "n_cka_tokens": 1500, "n_null": 99},
+              "n_seeds": 5, "n_seeds_ablation": 2, "n_cka_tokens": 1500, "n_null": 99},
 }
 # v1's shape (d 512, 4 x 8 heads, 128 experts x 1024, top-2) on WikiText-103, for a GPU.
 SIZES["hub"] = {**SIZES["paper"], "corpus": "wikitext-103", "d_model": 512, "n_layers": 4,
@@ -123,6 +123,7 @@ def _anchor_rows(trained, arm: str, seed: int) -> list[dict]:
             rows.append({"arm": arm, "seed": seed, "step": step, "layer": layer,
                          "max_abs_cos": moe.anchor_max_abs_cos(a),
                          "dispersion": float(moe.dispersion_loss(a)),
+                         "centroid_formula": float(moe.dispersion_from_centroid(a)),
                          "centroid_norm": float(centroid)})
     return rows
 
@@ -239,6 +240,8 @@ def summarise(tables: dict[str, pd.DataFrame]) -> dict:
                             "plateau_tol_pct": 100 * PLATEAU_TOL,
                             "plateau_window_pct": 100 * PLATEAU_WINDOW,
                             "n_seeds": int(ppl[PRIMARY[0]].notna().sum()),
+                            "n_seeds_ablation": int(runs[~runs.arm.isin(HEADLINE)].groupby(
+                                "arm").seed.nunique().min()),
                             "n_runs": len(runs), "steps": int(runs.steps.max()),
                             "n_null": int(spec.n_null.max())}
     for arm, g in gates.groupby("config"):
@@ -309,15 +312,15 @@ def verdict(meta: dict) -> str:
     """The seed's two claims (perplexity, dead experts) judged on the paired seeds."""
     m = meta
     failed = [a for a in HEADLINE if not m.get(f"gate_{a}", False)]
-    if failed:
-        return (f"untestable: {', '.join(failed)} fail the capability/plateau gates "
-                f"(ppl ≤ {m['max_unigram_ratio']} × unigram {m['unigram_ppl']:.0f}, < "
-                f"{m['plateau_tol_pct']:.0f} % gain over the last {m['plateau_window_pct']:.0f} %"
-                f" of steps); descriptively {_judge(m, 'sra', 'linear')}.")
     p = "val_ppl_sra_vs_linear"
     rel = (f"relative {100 * m[f'{p}_rel_diff']:+.1f} % [{100 * m[f'{p}_rel_ci_low']:+.1f}, "
            f"{100 * m[f'{p}_rel_ci_high']:+.1f}]")
-    if m[f"{p}_ci_high"] < 0:
+    if failed:
+        ppl = (f"untestable: {', '.join(failed)} fail the capability/plateau gates (ppl ≤ "
+               f"{m['max_unigram_ratio']} × unigram {m['unigram_ppl']:.0f}, < "
+               f"{m['plateau_tol_pct']:.0f} % gain over the last {m['plateau_window_pct']:.0f} %"
+               f" of steps), so what follows is description: {_judge(m, 'sra', 'linear')}, {rel}")
+    elif m[f"{p}_ci_high"] < 0:
         ppl = f"SRA beats the linear router: {_judge(m, 'sra', 'linear')}, {rel}"
     elif m[f"{p}_ci_low"] > 0:
         ppl = f"refuted: SRA is worse than the linear router, {_judge(m, 'sra', 'linear')}, {rel}"
