@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import models
+from .models.base import CausalLM, next_token_loss
 
 __all__ = ["FAMILY", "MoEConfig", "MoELM", "MoEFeedForward", "build", "dispersion_loss",
            "dispersion_from_centroid", "balance_loss", "anchor_max_abs_cos", "ROUTERS"]
@@ -251,8 +252,11 @@ class Block(nn.Module):
         return x + self.ffn(self.ln2(x), record)
 
 
-class MoELM(nn.Module):
-    """Token embedding -> pre-LN blocks (RoPE attention, routed or dense FFN) -> LN -> tied head."""
+class MoELM(CausalLM):
+    """Token embedding -> pre-LN blocks (RoPE attention, routed or dense FFN) -> LN -> tied head
+    (the causal-LM tail and Hugging Face output of :class:`resonance.models.base.CausalLM`)."""
+
+    _final_norm = "ln_f"
 
     def __init__(self, config: MoEConfig):
         super().__init__()
@@ -263,6 +267,7 @@ class MoELM(nn.Module):
         self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
         self.lm_head.weight = self.embed.weight
         self.last_routing: list[dict] = []
+        self._record: list | None = None
         std = c.initializer_range
         for name, p in self.named_parameters():
             if name.endswith("anchors"):
@@ -270,40 +275,30 @@ class MoELM(nn.Module):
             elif p.dim() >= 2:
                 nn.init.normal_(p, std=std)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
     def moe_layers(self) -> list[MoEFeedForward]:
         return [b.ffn for b in self.blocks if isinstance(b.ffn, MoEFeedForward)]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, labels: torch.Tensor | None = None,
-                record_routing: bool = False, return_dict: bool = True, **_: Any):
-        from transformers.modeling_outputs import CausalLMOutput
-
+    def layer_states(self, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         if input_ids.size(1) > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {input_ids.size(1)} tokens exceeds "
                              f"max_position_embeddings={self.config.max_position_embeddings}")
-        record: list | None = [] if record_routing else None
-        h = self.embed(input_ids)
-        states = [h]
+        record = self._record
+        states = [self.embed(input_ids)]
         for block in self.blocks:
-            h = block(h, record)
-            states.append(h)
-        h = self.ln_f(h)
-        states[-1] = h
-        logits = self.lm_head(h)
+            states.append(block(states[-1], record))
         if record is not None:
             self.last_routing = record
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=logits,
-                              hidden_states=tuple(states) if output_hidden_states else None)
+        return states
+
+    def forward(self, input_ids: torch.Tensor, *args: Any, record_routing: bool = False,
+                **kw: Any):
+        """:meth:`CausalLM.forward`; ``record_routing=True`` fills :attr:`last_routing`."""
+        self._record = [] if record_routing else None
+        try:
+            return super().forward(input_ids, *args, **kw)
+        finally:
+            self._record = None
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
         """Mean over MoE layers of the last forward's balance and dispersion terms."""
@@ -318,8 +313,7 @@ class MoELM(nn.Module):
     def training_loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """LM cross-entropy plus the weighted auxiliary losses (training mode); the plain LM
         loss in eval mode, so validation perplexity is comparable across arms."""
-        logits = self(input_ids).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        loss = next_token_loss(self(input_ids).logits, targets)
         if not self.training:
             return loss
         aux = self.aux_losses()
