@@ -2,7 +2,6 @@
 layer identification on synthetic layers; resonance.references against published values."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from resonance import grounding, references

@@ -12,11 +12,14 @@ of decoder states).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from .stats import permutation_p
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["standardise", "retrieval", "train_towers", "linear_map_retrieval", "positive_control"]
 

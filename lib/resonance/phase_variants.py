@@ -25,10 +25,13 @@ tuning_seed).
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import resonance_lm as rt
 from .train import TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The seed's published validation perplexities after 2 epochs (test5.ipynb).
 PUBLISHED = {"A_random_phase": 63.88, "B_rhyme_phase": 63.17, "C_small_rhyme": 70.92,

@@ -141,9 +141,9 @@ def measure_checkpoints(run, texts: Sequence[str], subsets: Sequence[np.ndarray]
     from . import finetune, train
 
     steps = run.config.checkpoint_steps
-    h1 = {(l, b): [] for l in layers for b in range(len(subsets))}
-    gh1: dict[int, list] = {l: [] for l in layers}
-    clouds: dict[int, list[np.ndarray]] = {l: [] for l in layers}
+    h1 = {(layer, b): [] for layer in layers for b in range(len(subsets))}
+    gh1: dict[int, list] = {layer: [] for layer in layers}
+    clouds: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     params, logps = [], []
     out: dict[str, list[dict]] = {"features": [], "geometry": [], "behaviour": [],
                                   "noise_floor": [], "distances": []}
@@ -155,13 +155,13 @@ def measure_checkpoints(run, texts: Sequence[str], subsets: Sequence[np.ndarray]
         for c, w in val_windows.items():
             out["behaviour"].append({**cols, "step": step, "corpus": c,
                                      "val_loss": train.evaluate(model, w)})
-        for l, X in zip(layers, states):
-            clouds[l].append(X)
+        for layer, X in zip(layers, states):
+            clouds[layer].append(X)
             dgms, gauss, features, geometry, floor = _subsample_measures(X, subsets, rng)
             for b, dgm in enumerate(dgms):
-                h1[l, b].append(dgm)
-            gh1[l].append(gauss)
-            at = {**cols, "step": step, "layer": l}
+                h1[layer, b].append(dgm)
+            gh1[layer].append(gauss)
+            at = {**cols, "step": step, "layer": layer}
             out["features"] += [{**at, **row} for row in features]
             out["geometry"] += [{**at, **row} for row in geometry]
             out["noise_floor"].append({**at, "w2": floor})
@@ -171,11 +171,12 @@ def measure_checkpoints(run, texts: Sequence[str], subsets: Sequence[np.ndarray]
         if row["step"] == steps[0]:
             base_centroid[key] = row["centroid_x"]
         row["centroid_drift"] = float(np.linalg.norm(row.pop("centroid_x") - base_centroid[key]))
-    for l in layers:
-        topo = np.mean([w2_matrix(h1[l, b]) for b in range(len(subsets))], axis=0)
-        mats = {TOPOLOGY: topo, "gauss": w2_matrix(gh1[l]), **geometry_distances(clouds[l])}
+    for layer in layers:
+        topo = np.mean([w2_matrix(h1[layer, b]) for b in range(len(subsets))], axis=0)
+        mats = {TOPOLOGY: topo, "gauss": w2_matrix(gh1[layer]),
+                **geometry_distances(clouds[layer])}
         for measure, D in mats.items():
-            out["distances"] += upper_rows(D, steps, **cols, measure=measure, layer=l)
+            out["distances"] += upper_rows(D, steps, **cols, measure=measure, layer=layer)
     js = np.zeros((len(steps), len(steps)))
     for i, j in itertools.combinations(range(len(steps)), 2):
         js[i, j] = js[j, i] = js_divergence(logps[i].astype(np.float64),

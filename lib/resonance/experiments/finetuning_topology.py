@@ -38,10 +38,9 @@ from .. import finetune as ft
 from .. import data, stats, stimuli, store, topology, train
 from ..store import Bundle
 from ..trajectories import (TOPOLOGY, concentration_meta, disjoint_subsamples,
-                            evenly_spaced_layers, h1_and_summary, js_divergence,
-                            measure_checkpoints, measure_contrast, objective_classification,
+                            evenly_spaced_layers, measure_checkpoints, measure_contrast, objective_classification,
                             own_loss_change, path_tables, trajectory_matrix,
-                            velocity_over_floor, w2_matrix)
+                            velocity_over_floor)
 from .common import RECIPE, profile_config
 
 NAME = "07_finetuning_topology"
