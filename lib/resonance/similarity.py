@@ -144,7 +144,8 @@ RBF_MEDIANS = ("matrix", "pairs")
 _RBF_MIN_OFF_DIAGONAL = 1e-2
 
 
-def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix") -> np.ndarray:
+def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix",
+             device: Any = None) -> np.ndarray:
     """RBF kernel ``exp(-|xi - xj|² / (2 sigma²))``, ``(n, d) -> (n, n)``.
 
     ``median_over="matrix"`` (default; Kornblith et al.'s ``gram_rbf``):
@@ -156,7 +157,13 @@ def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix")
     Raises when the median is 0 (most stimuli coincide) and when the bandwidth is so small that
     the kernel is numerically the identity (off-diagonal squared mass below 1e-2 per row): CKA of
     such a kernel is ~1 for any data, independent clouds included.
+
+    ``device="cpu" | "cuda" | "auto"``: the same Gram as a float64 torch tensor on that device
+    (:func:`resonance.backend.rbf_gram`).
     """
+    if device is not None:
+        from .backend import rbf_gram as torch_rbf_gram
+        return torch_rbf_gram(X, threshold, median_over, device)
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     _require_choice(median_over, RBF_MEDIANS, "median_over")
@@ -590,7 +597,7 @@ def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
-        debiased: bool = False, median_over: str = "matrix") -> float:
+        debiased: bool = False, median_over: str = "matrix", device: Any = None) -> float:
     """Centred kernel alignment (Kornblith et al. 2019) of ``X: (n, d1)`` and ``Y: (n, d2)``.
 
     ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold,
@@ -606,7 +613,16 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
     to general invertible linear maps. Meaningless for n < 3 (n < 4 debiased). A non-positive
     debiased self-HSIC (degenerate kernel) raises ``ValueError`` instead of returning NaN.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        _require_choice(kernel, ("linear", "rbf"), "kernel")
+        from .backend import values_on_device
+        if kernel == "linear":
+            return values_on_device("cka_linear_debiased" if debiased else "cka_linear", X, Y,
+                                    device)
+        return values_on_device("cka_rbf", X, Y, device, threshold=threshold, debiased=debiased,
+                                median_over=median_over)
     if kernel == "linear":
         X, Y = _validated_float_pair(X, Y)
         layers = [_linear_layer(X, "X", debiased)], [_linear_layer(Y, "Y", debiased)]
@@ -850,7 +866,8 @@ def _pair_knn_layers(a: np.ndarray, b: np.ndarray) -> float:
     return np.intersect1d(a, b, assume_unique=True).size / a.size
 
 
-def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None,
+               device: Any = None) -> float:
     """Mutual k-NN alignment of Huh et al. 2024: ``mean_i |N_k^X(i) ∩ N_k^Y(i)| / k``.
 
     Rows are L2-normalised, neighbours ranked by inner product (cosine), self excluded. With
@@ -867,7 +884,11 @@ def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None)
     Neighbours are found by row blocks (:func:`_cosine_neighbours`: float32 screening, float64
     ranking, ties to the lower index), never an ``(n, n)`` matrix: ``O(n² d)`` time, peak memory
     beyond the inputs ``4 n d`` bytes (float32 unit rows of one input) + 32 MiB + ``O(n k)``.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        from .backend import values_on_device
+        return values_on_device("mutual_knn", X, Y, device, k=k, clamp_quantile=clamp_quantile)
     X, Y = _validated_float_pair(X, Y)
     return _pair_knn_layers(_knn_layer(X, "X", k, clamp_quantile),
                             _knn_layer(Y, "Y", k, clamp_quantile))
@@ -912,7 +933,8 @@ def _pair_cknna_layers(a: _NeighbourLayer, b: _NeighbourLayer) -> float:
     return _cka_ratio(cross, a.self_hsic, b.self_hsic)
 
 
-def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None,
+          device: Any = None) -> float:
     """CKNNA of Huh et al. 2024 (``metrics.py``, ``unbiased=True``): CKA restricted to pairs that
     are mutual k-nearest neighbours.
 
@@ -926,7 +948,11 @@ def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> f
 
     The masked Grams have ``k`` entries per row, so they are held sparse: neighbour search as in
     ``mutual_knn``, then ``O(n k)`` memory and time; no ``(n, n)`` array.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        from .backend import values_on_device
+        return values_on_device("cknna", X, Y, device, k=k, clamp_quantile=clamp_quantile)
     X, Y = _validated_float_pair(X, Y)
     return _pair_cknna_layers(_cknna_layer(X, "X", k, clamp_quantile),
                               _cknna_layer(Y, "Y", k, clamp_quantile))
@@ -1237,15 +1263,21 @@ def similarity(X: Any, Y: Any, measure: str, **kw: Any) -> float:
 Layers = Sequence[Any] | Mapping[Any, Any]
 
 
-def _named_layers(layers: Layers, label: str,
-                  floats: bool = False) -> tuple[list[Any], list[np.ndarray]]:
-    """Names and validated arrays; ``floats`` keeps float32 layers float32 (no copy)."""
+def _layer_names(layers: Layers, label: str) -> tuple[list[Any], list[Any]]:
+    """Names and the layers as given (lists: indices; dicts and ``Activations``: their keys)."""
     if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
         layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:
         raise ValueError(f"{label} holds no layers")
+    return names, arrays
+
+
+def _named_layers(layers: Layers, label: str,
+                  floats: bool = False) -> tuple[list[Any], list[np.ndarray]]:
+    """Names and validated arrays; ``floats`` keeps float32 layers float32 (no copy)."""
+    names, arrays = _layer_names(layers, label)
     check = _validated_floats if floats else _validated
     return names, [check(X, f"{label}[{name!r}]") for name, X in zip(names, arrays)]
 
@@ -1285,7 +1317,7 @@ def _pair_values(spec: Measure, arrays_a: list[np.ndarray], arrays_b: list[np.nd
 
 
 def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_linear_debiased",
-                      **kw: Any) -> pd.DataFrame:
+                      *, backend: str = "numpy", device: Any = None, **kw: Any) -> pd.DataFrame:
     """``measure`` between every layer of ``layers_a`` and every layer of ``layers_b``.
 
     Layers are lists (names = indices) or dicts ``name -> (n, d_l)`` arrays, all over the same
@@ -1308,17 +1340,35 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     ``(n, n)`` float64 Gram at once (``8 n² (La + Lb)`` bytes); for very large n use
     ``MinibatchCKA``. Minibatch CKA is never picked automatically: it estimates a different
     quantity (a mean over batches), and the full-``n`` feature form costs about as much.
+
+    ``device="cuda" | "cpu" | "auto"`` (or ``backend="torch"``, device ``"auto"``) computes the
+    linear and RBF CKA family, ``mutual_knn`` and ``cknna`` with torch on that device
+    (:mod:`resonance.backend`: same values to ~1e-9, same memory bounds; torch tensors already on
+    the device are not copied); the default ``backend="numpy"`` is the path described above.
     """
     from .measures import check_options
     spec = _measure(measure)
     check_options(measure, kw)
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'torch'")
     same, floats = layers_b is layers_a, _keeps_float32(spec)
+    if backend == "torch" or device is not None:
+        from . import backend as torch_backend
+        names_a, raw_a = _layer_names(layers_a, "layers_a")
+        names_b, raw_b = (names_a, None) if same else _layer_names(layers_b, "layers_b")
+        values = torch_backend.pair_values(measure, raw_a, raw_b,
+                                           "auto" if device is None else device, **kw)
+        return _table(names_a, names_b, measure, values)
     names_a, arrays_a = _named_layers(layers_a, "layers_a", floats)
     names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b", floats)
     counts = {X.shape[0] for X in arrays_a + arrays_b}
     if len(counts) > 1:
         raise ValueError(f"all layers must hold the same stimuli, got row counts {sorted(counts)}")
-    values = _pair_values(spec, arrays_a, arrays_b, same, kw)
+    return _table(names_a, names_b, measure, _pair_values(spec, arrays_a, arrays_b, same, kw))
+
+
+def _table(names_a: list[Any], names_b: list[Any], measure: str,
+           values: np.ndarray) -> pd.DataFrame:
     rows = [(name_a, name_b, _depth(i, len(names_a)), _depth(j, len(names_b)), measure,
              float(values[i, j]))
             for i, name_a in enumerate(names_a) for j, name_b in enumerate(names_b)]
