@@ -408,7 +408,7 @@ def _unit(X: Any, clamp_quantile: float | None, name: str) -> _Unit:
         block = X[start:start + rows].double()
         if threshold is not None:
             block = block.clamp(-threshold, threshold)
-        unit.norms[start:start + rows] = torch.linalg.vector_norm(block, dim=1)
+        unit.norms[start:start + rows] = (block * block).sum(1).sqrt()
     if bool((unit.norms == 0).any()):
         raise ValueError(f"{name} has {int((unit.norms == 0).sum())} all-zero rows (after "
                          "clamping): their cosine neighbours are undefined")

@@ -81,10 +81,13 @@ _FEATURE_ACCUMULATOR_BYTES = 2**27
 # GEMM (band pairings are memory-bound). Fitted on this project's 2-core machine: the two forms
 # take the same time for 12 + 12 layers of width 384 at n ~ 4,000; see _linear_form.
 _GRAM_PAIR_WEIGHT = 16.0
+# Entries centred at a time (float64 temporaries of 256 KiB: they stay in the cache).
+_CENTRED_CHUNK = 2**15
 # Float32 cosine scores held at once by the neighbour search (rows x n; 32 MiB).
 _SCORE_ELEMENTS = 2**23
-# Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy.
-_TOPK_WITH_TORCH = 4096
+# Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy
+# (2x faster than np.argpartition at n = 2,048, 10x at n >~ 4,000).
+_TOPK_WITH_TORCH = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,11 +397,15 @@ class _LinearLayer:
         """Rows ``start:stop`` minus the mean, subtracted in float64 and stored in the layer's
         dtype (into ``out`` when given): float32 keeps the centred values to float32 precision
         whatever the offset of the raw activations."""
-        rows = np.subtract(self.values[start:stop], self.mean, dtype=np.float64)
-        rows = rows.astype(self.values.dtype, copy=False)  # the values sq_norms was made from
+        stop = min(stop, self.values.shape[0])
         if out is None:
-            return rows
-        out[...] = rows
+            out = np.empty((stop - start, self.width), self.values.dtype)
+        step = max(1, _CENTRED_CHUNK // self.width)  # float64 temporaries that stay in cache
+        for first in range(start, stop, step):
+            last = min(first + step, stop)
+            # the values sq_norms was made from: float64 difference, rounded to the layer's dtype
+            out[first - start:last - start] = np.subtract(self.values[first:last], self.mean,
+                                                          dtype=np.float64)
         return out
 
 
@@ -511,15 +518,21 @@ def _feature_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def _gram_band(X: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into the float64 ``out``; the part
-    right of the diagonal block is scaled by √2 so that, summed over bands, inner products of
-    bands equal Frobenius products of the full symmetric Grams. A float32 ``X`` is multiplied in
-    float32 (``d``-term sums) and stored in float64."""
+    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into the flat float64 ``out``: first
+    the diagonal block (``(stop - start)²`` entries, one SYRK: half the multiply-adds of a GEMM),
+    then the block right of it (``(stop - start) (n - stop)`` entries). Summed over bands, inner
+    products of the diagonal parts plus twice those of the right parts are the Frobenius products
+    of the full symmetric Grams. A float32 ``X`` is multiplied in float32 (``d``-term sums) and
+    stored in float64."""
+    rows, block = stop - start, X[start:stop]
+    diagonal = out[:rows * rows].reshape(rows, rows)
+    right = out[rows * rows:].reshape(rows, X.shape[0] - stop)
     if X.dtype == out.dtype:
-        np.matmul(X[start:stop], X[start:].T, out=out)
+        np.matmul(block, block.T, out=diagonal)
+        np.matmul(block, X[stop:].T, out=right)
     else:
-        out[...] = X[start:stop] @ X[start:].T
-    out[:, stop - start:] *= np.sqrt(2.0)
+        diagonal[...] = block @ block.T
+        right[...] = block @ X[stop:].T
     return out
 
 
@@ -528,9 +541,9 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
     """``<K_i, L_j>_F`` for all pairs plus the self products ``<K_i, K_i>``, ``<L_j, L_j>``.
 
     Each layer's Gram is computed once, one band of rows of its upper triangle at a time, into a
-    reused float64 buffer: no n×n matrix is ever held, and every band is paired with all other
-    layers' bands in one float64 GEMM while it is hot. Holds a centred copy of every layer (in
-    its dtype) for the band products.
+    reused float64 buffer: no n×n matrix is ever held, and the bands of all layers are paired in
+    two float64 products (diagonal blocks, right blocks) while they are hot, self products
+    included. Holds a centred copy of every layer (in its dtype) for the band products.
     """
     layers = layers_a if same else layers_a + layers_b
     n = layers[0].values.shape[0]
@@ -543,9 +556,17 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
         stop = min(start + rows, n)
         bands = buffer[:, :(stop - start) * (n - start)]
         for features, band in zip(centred, bands):
-            _gram_band(features, start, stop, band.reshape(stop - start, n - start))
-        selfs += np.einsum("ij,ij->i", bands, bands)
-        cross += bands[:len(layers_a)] @ bands[len(layers) - len(layers_b):].T
+            _gram_band(features, start, stop, band)
+        diagonal, right = bands[:, :(stop - start) ** 2], bands[:, (stop - start) ** 2:]
+        if same:  # SYRKs: every pair of layers and the self products at once
+            products = diagonal @ diagonal.T + 2.0 * (right @ right.T)
+            selfs += np.diag(products)
+            cross += products
+            continue
+        selfs += (np.einsum("ij,ij->i", diagonal, diagonal)
+                  + 2.0 * np.einsum("ij,ij->i", right, right))
+        a, b = slice(0, len(layers_a)), slice(len(layers_a), None)
+        cross += diagonal[a] @ diagonal[b].T + 2.0 * (right[a] @ right[b].T)
     return cross, selfs[:len(layers_a)], selfs[len(layers) - len(layers_b):]
 
 
@@ -735,16 +756,24 @@ class _UnitRows:
         return rows
 
 
-def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> _UnitRows:
+def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str,
+               screen: np.ndarray | None = None) -> _UnitRows:
+    """Norms of the clamped rows and (into ``screen``, when given) the float32 unit rows, in one
+    pass of cache-sized float64 chunks."""
     if clamp_quantile is not None and not 0 < clamp_quantile <= 1:
         raise ValueError(f"clamp_quantile must be in (0, 1], got {clamp_quantile}")
     threshold = (None if clamp_quantile is None or clamp_quantile == 1  # as clamp_outliers
                  else _clamp_threshold(X, clamp_quantile))
     unit = _UnitRows(X, threshold, np.empty(X.shape[0]))
-    rows = _rows_per_block(X.shape[1], 8, _FEATURE_BLOCK_BYTES)
-    for start in range(0, X.shape[0], rows):
-        unit.norms[start:start + rows] = np.linalg.norm(unit.clamped(slice(start, start + rows)),
-                                                        axis=1)
+    step = max(1, _CENTRED_CHUNK // X.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero rows raise below
+        for start in range(0, X.shape[0], step):
+            rows = unit.clamped(slice(start, start + step))
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+            unit.norms[start:start + step] = norms
+            if screen is not None:
+                rows /= norms[:, None]  # as unit.rows
+                screen[start:start + step] = rows
     if (unit.norms == 0).any():
         raise ValueError(f"{name} has {int((unit.norms == 0).sum())} all-zero rows (after "
                          "clamping): their cosine neighbours are undefined")
@@ -779,11 +808,12 @@ def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.nda
 def _top_candidates(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices ``(rows, count)`` of the ``count`` largest scores of each row and those
     scores, largest first (ties in any order). ``torch.topk`` for long rows (about 10x faster
-    than ``np.argpartition``, worth its import from n ~ 4,000 on), NumPy otherwise."""
+    than ``np.argpartition`` at n ~ 4,000, 2x at n ~ 2,000), NumPy for short rows."""
     if scores.shape[1] >= _TOPK_WITH_TORCH:
         import torch
 
-        top = torch.topk(torch.from_numpy(scores), count, dim=1, sorted=True)
+        scores = torch.from_numpy(scores)
+        top = torch.topk(scores, count, dim=1, sorted=True)
         return top.indices.numpy(), top.values.numpy()
     kept = np.argpartition(scores, scores.shape[1] - count, axis=1)[:, scores.shape[1] - count:]
     values = np.take_along_axis(scores, kept, axis=1)
@@ -810,11 +840,9 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
     n, d = X.shape
     if n <= k:
         raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={n}")
-    unit = _unit_rows(X if X.dtype == np.float32 else unit_scaled(X), clamp_quantile, name)
     screen = np.empty((n, d), np.float32)
-    rows = _rows_per_block(d, 8, _FEATURE_BLOCK_BYTES)
-    for start in range(0, n, rows):
-        screen[start:start + rows] = unit.rows(slice(start, start + rows))
+    unit = _unit_rows(X if X.dtype == np.float32 else unit_scaled(X), clamp_quantile, name,
+                      screen)
     eps = 2.0 ** -24
     bound = (d + 3) * eps / (1 - (d + 3) * eps)
     candidates = min(n - 1, 2 * k + 8)
@@ -856,14 +884,22 @@ def _cosine_pairs(unit: _UnitRows, rows: np.ndarray, columns: np.ndarray) -> np.
 
 def _knn_layer(X: np.ndarray, name: str = "X", k: int = 10,
                clamp_quantile: float | None = None) -> np.ndarray:
-    """Sorted codes ``i * n + j`` of the (stimulus, neighbour) pairs of one layer."""
+    """Each stimulus's ``k`` neighbours in one layer, ``(n, k)``, sorted along each row."""
     neighbours, _ = _cosine_neighbours(X, k, clamp_quantile, name, values=False)
-    n = X.shape[0]
-    return np.sort((np.arange(n)[:, None] * n + neighbours).ravel())
+    return np.sort(neighbours, axis=1)
+
+
+# Booleans compared at once when counting shared neighbours (rows x k x k).
+_SHARED_ELEMENTS = 2**22
 
 
 def _pair_knn_layers(a: np.ndarray, b: np.ndarray) -> float:
-    return np.intersect1d(a, b, assume_unique=True).size / a.size
+    """Mean share of neighbours two layers agree on: ``k²`` comparisons per row (no sort)."""
+    n, k = a.shape
+    step = max(1, _SHARED_ELEMENTS // (k * k))
+    shared = sum(int(np.count_nonzero(a[s:s + step, :, None] == b[s:s + step, None, :]))
+                 for s in range(0, n, step))
+    return shared / a.size
 
 
 def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None,
