@@ -22,7 +22,7 @@ Memory is bounded by chunking (peak beyond the inputs, on the device):
 - linear CKA, feature form: a block of centred rows of all layers (<= 64 MiB) plus float64
   accumulators ``X_iᵀ [Y_1 .. Y_L]`` of a group of A's layers (<= 128 MiB, more only when one A
   layer alone needs more); Gram form: a centred copy of every layer plus one band of every
-  layer's Gram (``_BAND_ELEMENTS`` float64 entries, 16 MiB, per layer);
+  layer's Gram (``_BAND_ELEMENTS`` float64 entries, 8 MiB, per layer);
 - mutual k-NN / CKNNA: one layer's float32 unit rows (``4 n d`` bytes) plus a 32 MiB score block;
   ``O(n k)`` per layer kept;
 - RBF CKA: every layer's ``(n, n)`` float64 Gram (``8 n² (La + Lb)`` bytes), as in NumPy;

@@ -65,9 +65,11 @@ __all__ = [
 
 # Relative size below which a self-HSIC counts as zero (round-off of a degenerate kernel).
 _SELF_HSIC_RTOL = 1e-12
-# Gram entries per layer in one band of rows (16 MiB of float64) when pairing layers band by band;
+# Gram entries per layer in one band of rows (4 MiB of float32) when pairing layers band by band;
 # bands of a few hundred rows keep the band GEMMs about as efficient as one whole-Gram product.
-_BAND_ELEMENTS = 2**21
+_BAND_ELEMENTS = 2**20
+# Band entries per layer converted to float64 at a time for the pairing products (cache-sized).
+_PAIRED_CHUNK = 2**13
 # No single product larger than this many rows in linear_gram: the threaded float64 SYRK that
 # numpy uses for ``X @ X.T`` segfaults in the bundled OpenBLAS from n ~ 16,000 (numpy#19685).
 _GRAM_BAND_ROWS = 2048
@@ -549,24 +551,22 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
     n = layers[0].values.shape[0]
     centred = [layer.centred(0, n) for layer in layers]
     rows = min(max(1, _BAND_ELEMENTS // n), n)
-    buffer = np.empty((len(layers), rows * n))
-    cross = np.zeros((len(layers_a), len(layers_b)))
-    selfs = np.zeros(len(layers))
+    # Bands are stored in the layers' dtype: a float32 Gram entry is exact in either, so this
+    # halves the memory traffic; the pairings convert cache-sized chunks to float64.
+    buffer = np.empty((len(layers), rows * n), _storage_dtype(layers))
+    products = np.zeros((len(layers), len(layers)))
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         bands = buffer[:, :(stop - start) * (n - start)]
         for features, band in zip(centred, bands):
             _gram_band(features, start, stop, band)
-        diagonal, right = bands[:, :(stop - start) ** 2], bands[:, (stop - start) ** 2:]
-        if same:  # SYRKs: every pair of layers and the self products at once
-            products = diagonal @ diagonal.T + 2.0 * (right @ right.T)
-            selfs += np.diag(products)
-            cross += products
-            continue
-        selfs += (np.einsum("ij,ij->i", diagonal, diagonal)
-                  + 2.0 * np.einsum("ij,ij->i", right, right))
-        a, b = slice(0, len(layers_a)), slice(len(layers_a), None)
-        cross += diagonal[a] @ diagonal[b].T + 2.0 * (right[a] @ right[b].T)
+        for first, last, weight in ((0, (stop - start) ** 2, 1.0),
+                                    ((stop - start) ** 2, bands.shape[1], 2.0)):
+            for chunk in range(first, last, _PAIRED_CHUNK):
+                part = bands[:, chunk:min(chunk + _PAIRED_CHUNK, last)].astype(np.float64)
+                products += weight * (part @ part.T)  # SYRK: all layer pairs, selfs included
+    cross = products if same else products[:len(layers_a), len(layers_a):]
+    selfs = np.diag(products)
     return cross, selfs[:len(layers_a)], selfs[len(layers) - len(layers_b):]
 
 
@@ -628,7 +628,7 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; chosen when ``n`` exceeds about twice the widths)
     or banded Gram products (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with
     float64 sums. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and
-    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``16 MiB``
+    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``4 MiB``
     of bands each. RBF CKA holds both ``(n, n)`` float64 Grams.
 
     Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
@@ -1370,7 +1370,7 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     float32 layer. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` (a 64 MiB buffer of
     centred row blocks and ``<= 128 MiB`` of float64 ``d_i x Σ d_j`` accumulators, more only when
     one A layer alone needs more) plus ``8 n`` bytes per layer; Gram form a centred copy of every
-    layer (its dtype) plus 16 MiB of band buffer per layer. ``mutual_knn`` and ``cknna`` search
+    layer (its dtype) plus 4 MiB of float32 band buffer per layer (8 MiB float64). ``mutual_knn`` and ``cknna`` search
     each layer's neighbours by row blocks (one layer's float32 unit rows, ``4 n d`` bytes, and a
     32 MiB score block at a time) and keep ``O(n k)`` per layer. RBF CKA holds every layer's
     ``(n, n)`` float64 Gram at once (``8 n² (La + Lb)`` bytes); for very large n use
