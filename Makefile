@@ -62,17 +62,20 @@ apt:
 test: setup-zoo
 	@$(MAKE) --no-print-directory unit smoke nbval
 
+# Two workers (one per core), a test file per worker at a time, each with its own temporary cache.
 unit: setup
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -n 2 --dist loadfile
 
-# Every notebook, smoke profile, into build/ (results and figures too: the tree stays clean).
+# Every notebook, smoke profile, into build/ (results and figures too: the tree stays clean);
+# two at a time, one thread each.
 smoke: setup
 	RESONANCE_RESULTS=$(CURDIR)/build/smoke/results RESONANCE_FIGURES=$(CURDIR)/build/smoke/figures \
-		$(PY) -m resonance.notebooks --profile smoke --output build/smoke
+		$(PY) -m resonance.notebooks --profile smoke --output build/smoke --jobs 2
 
 # The committed notebooks re-run from committed results; outputs compared as text.
 nbval: setup-zoo
-	RESONANCE_FIGURES=$(CURDIR)/build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider --nbval notebooks \
+	RESONANCE_FIGURES=$(CURDIR)/build/nbval/figures $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile \
+		--nbval notebooks \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name python3
 
 # The test suite with networking disabled (needs root or user namespaces, and `ip` from

@@ -110,7 +110,7 @@ def load_times() -> list[dict]:
             continue
         converted = None
         if name in ("smollm2-135m", "gemma3-270m"):
-            converted = (zoo._converted_dir(name) / "model.safetensors").is_file()
+            converted = (zoo.packaged._converted_dir(name) / "model.safetensors").is_file()
         elif name == "mpnet":
             converted = (zoo._mpnet_dir() / "model.safetensors").is_file()
         zoo.clear_cache()

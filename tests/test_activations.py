@@ -98,7 +98,7 @@ class _Probe:
 def test_pooling_with_left_and_right_padding(side):
     probe = _Probe(side)
     model = zoo.ZooModel(name=f"probe-{side}", family="probe", architecture="probe",
-                         modality="text", source="inhouse", module=torch.nn.Linear(1, 1),
+                         modality="text", source="in-house", module=torch.nn.Linear(1, 1),
                          n_layers=1, hidden_sizes=[2, 2], max_length=8, key="probe",
                          _forward=probe.forward, _tokenize=probe.tokenize)
     stimuli = _texts(["5 6 7", "9", "3 4"])

@@ -131,7 +131,7 @@ def test_size_ladder_gpt2_spans_30x_and_matching():
     assert len(models.size_ladder("gpt2", 3)) == 3
     raw = models.size_ladder("gru", matched_to=None)
     assert [(r["d_model"], r["n_layers"]) for r in raw] == list(models.LADDER)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"n_sizes must be in \[1, 5\]"):
         models.size_ladder("gpt2", 0)
 
 
@@ -184,3 +184,38 @@ def test_matched_shape_matches_gpt2_params_at_same_depth():
         assert abs(shape["params"] / gpt2["params"] - 1) < 0.15
     assert models.matched_shape("gru", 128, 3)["n_heads"] is None
     assert models.matched_shape("gru", 128, 3, matched_to=None)["d_model"] == 128
+
+
+def test_every_builtin_family_is_registered_without_importing_it_first():
+    import subprocess
+    import sys
+
+    code = ("from resonance import train; "
+            "print(','.join(train.models.families()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out.split(",")[:4] == ["gpt2", "llama", "gru", "resonance_transformer"]
+
+
+def test_building_a_rhyme_model_never_trains_a_tokenizer(tmp_path, monkeypatch):
+    from resonance import paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"kjv-bpe300 tokenizer is not trained yet"):
+        models.build("resonance_transformer", 300, 32, 1, context=16, phase_init="rhyme",
+                     rhyme_tokenizer="kjv")
+    assert not (tmp_path / "tokenizers").exists()
+
+
+def test_the_shared_tail_gives_the_shifted_loss_and_the_normed_last_state():
+    torch.manual_seed(0)
+    model = models.build("gru", V, 16, 2, context=16).eval()
+    ids = torch.randint(0, V, (2, 9))
+    out = model(ids, labels=ids, output_hidden_states=True)
+    expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, V),
+                                                 ids[:, 1:].reshape(-1))
+    assert float(out.loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
+    assert len(out.hidden_states) == 3
+    raw = model.layer_states(ids, None)[-1]  # the last layer's output before the final norm
+    assert torch.allclose(out.hidden_states[-1], model.norm(raw))
+    assert torch.allclose(out.logits, model.lm_head(out.hidden_states[-1]))

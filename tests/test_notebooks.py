@@ -35,7 +35,22 @@ def test_notebook_skeleton(path):
             assert output.get("name") != "stderr", "silence warnings and progress bars"
 
 
-def test_notebooks_are_numbered_without_gaps_or_duplicates():
-    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == sorted(set(numbers))
-    assert paths.NOTEBOOKS.is_dir()
+def test_notebooks_and_findings_match_both_ways():
+    """Every notebook is a finding of ``resonance.paper.FINDINGS`` (in its reading order), and a
+    finding with committed results or a paper section has its notebook: deleting or renaming a
+    notebook fails here. Findings still planned (no notebook, results nor section) may wait."""
+    from resonance.paper import FINDINGS
+
+    planned = [f.notebook for f in FINDINGS]
+    numbers = [int(name[:2]) for name in planned]
+    assert numbers == sorted(set(numbers)), "FINDINGS in reading order, one per number"
+    on_disk = [p.stem for p in NOTEBOOKS]
+    assert [n for n in on_disk if n not in planned] == [], "add new notebooks to FINDINGS"
+    assert on_disk == [n for n in planned if n in on_disk]
+    for finding in FINDINGS:
+        if (paths.NOTEBOOKS / f"{finding.notebook}.ipynb").is_file():
+            continue
+        stray = [str(p.relative_to(paths.ROOT)) for p in
+                 (paths.ROOT / "results" / finding.result,
+                  paths.PAPERS / "sections" / f"{finding.notebook}.md.j2") if p.exists()]
+        assert not stray, f"{finding.notebook}.ipynb is missing but {stray} exist"

@@ -107,3 +107,26 @@ def test_make_lab_registers_a_kernel_named_resonance(tmp_path):
                    env={**os.environ, "JUPYTER_DATA_DIR": str(tmp_path)})
     spec = (tmp_path / "kernels" / "resonance" / "kernel.json").read_text()
     assert str(ROOT / ".venv" / "bin" / "python") in spec or ".venv/bin/python" in spec
+
+
+def test_readme_quick_start_uses_the_public_api_and_the_layout_matches_the_tree():
+    import ast
+    import re
+
+    import resonance
+
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1]
+    code = re.search(r"```python\n(.*?)```", quick, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 15
+    imported = [a.name for node in ast.parse(code).body if isinstance(node, ast.ImportFrom)
+                and node.module == "resonance" for a in node.names]
+    assert imported and set(imported) <= set(resonance.__all__)
+    assert resonance.load is resonance.zoo.load
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    lib = ROOT / "lib" / "resonance"
+    for package in ("zoo", "models", "experiments"):
+        assert f"{package}/" in layout and (lib / package / "__init__.py").is_file(), package
+    for module in re.findall(r"^  ([a-z_, ]+?)(?:/| {2,})", layout, re.M):
+        for name in filter(None, (m.strip() for m in module.split(","))):
+            assert (lib / f"{name}.py").is_file() or (lib / name).is_dir(), name

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from resonance import models
-from resonance import resonance_transformer as rt
+from resonance.models import resonance_lm as rt
 from resonance.train import TrainConfig, train
 
 

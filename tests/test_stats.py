@@ -12,7 +12,7 @@ def test_mean_ci_matches_scipy_t_interval():
     assert mean == pytest.approx(2.625)
     assert (low, high) == pytest.approx(ref)
     assert np.isnan(stats.mean_ci([1.0])[1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one value"):
         stats.mean_ci([])
 
 

@@ -109,10 +109,10 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
     target = tmp_path / "sub" / "file.txt"
     with store.atomic_path(target) as tmp:
         tmp.write_text("one")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="interrupted mid-write"):
         with store.atomic_path(target) as tmp:
             tmp.write_text("half")
-            raise RuntimeError
+            raise RuntimeError("interrupted mid-write")
     assert target.read_text() == "one"
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.txt"]
 
@@ -173,7 +173,7 @@ def test_force_recovers_a_corrupt_folder(results):
     store.cached("demo", "smoke", {"n": 3}, _compute([]))
     folder = results / "demo" / "smoke"
     (folder / "provenance.json").write_text("{not json")
-    with pytest.raises(store.CorruptResultError):
+    with pytest.raises(store.CorruptResultError, match=r"provenance.json is not valid JSON"):
         store.cached("demo", "smoke", {"n": 3}, _compute([]))
     calls = []
     bundle = store.cached("demo", "smoke", {"n": 3}, _compute(calls), force=True)

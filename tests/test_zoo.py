@@ -27,7 +27,7 @@ def test_list_catalogue():
     for column in ("name", "family", "architecture", "modality", "params", "layers", "width",
                    "source", "available", "why_not"):
         assert column in frame.columns
-    assert set(frame["source"]) == {"package", "inhouse"}
+    assert set(frame["source"]) == {"package", "in-house"}
     assert set(frame["modality"]) == {"text", "vision"}
     base = frame.set_index("name")
     assert base.loc["minilm", "available"] and base.loc["efficientnet-lite0", "available"]
@@ -77,12 +77,12 @@ def test_hub_name_offline_is_a_clear_error(monkeypatch, tmp_path):
     message = str(err.value)
     assert "'EleutherAI/pythia-70m' is not packaged and the hub is unreachable" in message
     assert "minilm" in message
-    with pytest.raises(zoo.HubUnreachableError):
+    with pytest.raises(zoo.HubUnreachableError, match="'gpt2' is not packaged"):
         zoo.load("gpt2", hub=True)
 
 
 def test_packaged_models_take_no_options():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"load\('minilm'\) takes no model options"):
         zoo.load("minilm", d_model=8)
 
 
@@ -90,7 +90,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     entry = zoo._CATALOGUE["mpnet"]
     monkeypatch.setitem(zoo._CATALOGUE, "mpnet",
                         dataclasses.replace(entry, needs=("dist:not-a-real-dist-xyz",)))
-    monkeypatch.setattr(zoo, "_mpnet_dir", lambda: zoo.model_cache() / "not-there")
+    monkeypatch.setattr(zoo.packaged, "_mpnet_dir", lambda: zoo.model_cache() / "not-there")
     assert not zoo.available("mpnet")
     with pytest.raises(zoo.ZooUnavailableError, match=r"make setup-zoo.*--no-deps"):
         zoo.load("mpnet")
@@ -152,7 +152,7 @@ def test_inhouse_load_goes_through_train(monkeypatch):
     model = zoo.load("inhouse-gpt2", d_model=16, n_layers=2, seed=3, tokens=4096,
                      corpus="kjv", reload=True)
     assert calls and calls[0].family == "gpt2" and calls[0].seed == 3
-    assert model.source == "inhouse" and model.n_layers == 2 and model.max_length == 32
+    assert model.source == "in-house" and model.n_layers == 2 and model.max_length == 32
     other = zoo.load("inhouse-gpt2", d_model=16, n_layers=2, seed=4, tokens=4096,
                      corpus="kjv", reload=True)
     assert model.key != other.key  # the training-config hash is part of the key
@@ -195,7 +195,7 @@ def test_big_packaged_models(name):
 
 def test_conversion_bar_is_dropped_when_stderr_is_not_a_terminal(capsys):
     from tqdm.auto import tqdm
-    with zoo._no_bar_unless_terminal():
+    with zoo.packaged._no_bar_unless_terminal():
         for _ in tqdm(range(3), desc="Converting"):
             pass
     assert capsys.readouterr().err == ""
@@ -240,3 +240,17 @@ def test_local_folders_and_paths(tmp_path):
         zoo.load(empty)
     with pytest.raises(TypeError, match="local models take no options"):
         zoo.load(folder, d_model=3)
+
+
+def test_one_route_to_an_inhouse_model(monkeypatch):
+    """zoo.load("inhouse-gpt2", ...) and experiments.common.inhouse_model give one name and one
+    key (so one activation cache) for the same run."""
+    train = pytest.importorskip("resonance.train")
+    from resonance.experiments import common
+
+    monkeypatch.setattr(train, "train", lambda config, **kwargs: _trained(config.seed))
+    recipe = {"tokens": 4096, "corpus": "kjv"}
+    via_zoo = zoo.load("inhouse-gpt2", d_model=16, n_layers=2, seed=5, reload=True, **recipe)
+    via_experiments, trained = common.inhouse_model("gpt2", 16, 2, 5, recipe)
+    assert via_zoo.name == via_experiments.name == "gpt2-d16-l2-s5"
+    assert via_zoo.key == via_experiments.key and trained is via_experiments.trained

@@ -1,9 +1,9 @@
 """resonance: how alike two neural networks organise their representations.
 
->>> from resonance import zoo, extract, similarity_matrix          # doctest: +SKIP
+>>> from resonance import load, extract, similarity_matrix          # doctest: +SKIP
 >>> texts = ["a dog runs", "a cat sleeps", "the sun rises", "rain falls"]
->>> a = extract(zoo.load("minilm"), texts)                          # doctest: +SKIP
->>> b = extract(zoo.load("sentence-transformers/all-mpnet-base-v2"), texts)  # doctest: +SKIP
+>>> a = extract(load("minilm"), texts)                              # doctest: +SKIP
+>>> b = extract(load("sentence-transformers/all-mpnet-base-v2"), texts)  # doctest: +SKIP
 >>> similarity_matrix(a, b, "cka_linear")                           # doctest: +SKIP
 
 Modules (each imported on first use, so ``import resonance`` stays fast):
@@ -12,7 +12,8 @@ Modules (each imported on first use, so ``import resonance`` stays fast):
 - ``similarity``, ``topology``, ``metrics`` -- the measures; ``measures`` -- their registry;
   ``positions`` -- token alignment and resonance per token position;
 - ``data``, ``stimuli``, ``zoo``, ``activations``, ``models``, ``train`` -- corpora, stimuli,
-  models, features and training;
+  models, features and training (``zoo`` and ``models`` are packages: the zoo's wrapper,
+  catalogue and loaders; the in-house families and their registry);
 - ``experiments`` -- one module per notebook finding.
 
 The names in ``__all__`` below are the public API; they too load their module lazily.
@@ -39,12 +40,13 @@ _MODULES = (
 # so `resonance.train` is always the module and `resonance.similarity` too).
 _EXPORTS = {
     "extract": "activations", "Activations": "activations",
+    "load": "zoo", "ZooModel": "zoo", "wrap_trained": "zoo",
     "Stimuli": "stimuli", "concept_stimuli": "stimuli",
     "cka": "similarity", "mutual_knn": "similarity", "similarity_matrix": "similarity",
     "MEASURES": "similarity",
     "persistence": "topology", "rtd": "topology",
     "global_resonance": "metrics", "local_resonance": "metrics",
-    "TrainConfig": "train",
+    "TrainConfig": "train", "TrainedModel": "train",
     "cached": "store", "Bundle": "store",
     "config_hash": "io",
     "seed_everything": "seeding",
@@ -63,7 +65,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time everything is la
     from .stimuli import Stimuli, concept_stimuli  # noqa: F401
     from .store import Bundle, cached  # noqa: F401
     from .topology import persistence, rtd  # noqa: F401
-    from .train import TrainConfig  # noqa: F401
+    from .train import TrainConfig, TrainedModel  # noqa: F401
+    from .zoo import ZooModel, load, wrap_trained  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

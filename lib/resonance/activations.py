@@ -71,10 +71,6 @@ class Activations:
     def __iter__(self):
         return iter(self.layers)
 
-    @property
-    def widths(self) -> list[int]:
-        return [a.shape[1] for a in self.layers]
-
     def pooled(self, how: str = "mean") -> "Activations":
         """Pool token-level activations (``pool="tokens"``) into ``(n_items, d)`` per layer."""
         if self.pool != "tokens":

@@ -505,11 +505,13 @@ def compare(a: Any, b: Any, stimuli: Any = "concepts", *, layers: Any = "all",
 
 
 def _describe(model: Any) -> dict:
-    if hasattr(model, "describe"):
-        d = model.describe()
-        return {k: d[k] for k in ("name", "architecture", "source", "params", "layers", "width")}
+    if hasattr(model, "hidden_sizes"):  # a zoo.ZooModel
+        return {"name": model.name, "architecture": model.architecture, "source": model.source,
+                "params": model.n_params, "layers": model.n_layers,
+                "width": max(model.hidden_sizes, default=0)}
     return {"name": _name(model), "architecture": "activations", "source": "given",
-            "params": None, "layers": len(model.layers) - 1, "width": max(model.widths)}
+            "params": None, "layers": len(model.layers) - 1,
+            "width": max(a.shape[1] for a in model.layers)}
 
 
 # --------------------------------------------------------------------------------------------

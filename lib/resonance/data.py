@@ -196,22 +196,31 @@ def _fortunes(folder: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(quotes))  # some fortunes sit in several files
 
 
+WORDNET_POS = ("noun", "verb", "adj", "adv")
+
+
 @lru_cache(maxsize=2)
-def _wordnet_glosses(folder: Path) -> tuple[str, ...]:
-    glosses = []
-    for pos in ("noun", "verb", "adj", "adv"):
+def wordnet_synsets(folder: Path) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Every synset line of WordNet's ``data.{pos}`` files (:data:`WORDNET_POS`), in file
+    order: ``pos -> ((header, gloss), ...)``, split at ``" | "``; the header holds the offset,
+    lexicographer file, words and pointers, the gloss is left as read (definition; examples).
+    The one reader of these files (:mod:`resonance.stimuli` picks its concept nouns from it)."""
+    out = {}
+    for pos in WORDNET_POS:
         path = folder / f"data.{pos}"
         if not path.is_file():
             raise _missing("wordnet", f"no file {path}")
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("  "):  # licence header
-                    continue
-                _, _, gloss = line.partition(" | ")
-                gloss = gloss.strip()
-                if gloss:
-                    glosses.append(gloss)
-    return tuple(dict.fromkeys(glosses))  # a few synsets share a gloss word for word
+            out[pos] = tuple((head, gloss) for head, _, gloss in
+                             (line.partition(" | ") for line in fh
+                              if not line.startswith("  ")))  # "  ": the licence header
+    return out
+
+
+def _wordnet_glosses(folder: Path) -> tuple[str, ...]:
+    glosses = [gloss.strip() for pos in WORDNET_POS for _, gloss in wordnet_synsets(folder)[pos]]
+    # a few synsets share a gloss word for word
+    return tuple(dict.fromkeys(g for g in glosses if g))
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,10 +282,6 @@ class Corpus:
         if split not in ("train", "validation"):
             raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
         return self.train if split == "train" else self.validation
-
-    @property
-    def n_chars(self) -> dict[str, int]:
-        return {s: sum(len(d) for d in self.split(s)) for s in ("train", "validation")}
 
     def __repr__(self) -> str:
         return (f"Corpus({self.name!r}, train={len(self.train)} docs, "
@@ -344,13 +349,14 @@ def _wrap(tokenizer_file: Path, name: str):
     return tok
 
 
-def tokenizer(corpus_name: str = "kjv", vocab_size: int = 4096) -> Any:
+def tokenizer(corpus_name: str = "kjv", vocab_size: int = 4096, *, train: bool = True) -> Any:
     """A byte-level BPE trained on ``corpus_name``'s training split, or a hub tokenizer.
 
     For a corpus (offline, or a hub alias in :data:`HUB_CORPORA`) returns a
     ``transformers.PreTrainedTokenizerFast`` whose bos/eos/pad/unk are all ``<|endoftext|>``
-    (id 0); trained once and cached at ``CACHE/tokenizers/{corpus}-bpe{vocab}.json``. Any other
-    name (``"gpt2"``) is passed to ``AutoTokenizer.from_pretrained`` (``vocab_size`` ignored).
+    (id 0); trained once and cached at ``CACHE/tokenizers/{corpus}-bpe{vocab}.json``
+    (``train=False``: a ``FileNotFoundError`` instead of training). Any other name (``"gpt2"``)
+    is passed to ``AutoTokenizer.from_pretrained`` (``vocab_size`` ignored).
     """
     if corpus_name not in CORPORA and corpus_name not in HUB_CORPORA:
         return _hub_tokenizer(corpus_name)
@@ -359,6 +365,11 @@ def tokenizer(corpus_name: str = "kjv", vocab_size: int = 4096) -> Any:
                          f"<|endoftext|> at least), got {vocab_size!r}")
     safe = corpus_name.replace("/", "__")
     path = paths.CACHE / "tokenizers" / f"{safe}-bpe{int(vocab_size)}.json"
+    if not path.is_file() and not train:
+        raise FileNotFoundError(
+            f"the {corpus_name}-bpe{int(vocab_size)} tokenizer is not trained yet (no {path}); "
+            f"train it first with resonance.data.tokenizer({corpus_name!r}, {int(vocab_size)}) "
+            "(resonance.train.train does)")
     if not path.is_file():
         tok = _train_bpe(corpus(corpus_name).train, int(vocab_size))
         with atomic_path(path) as tmp:

@@ -1,9 +1,12 @@
 """Execute the repository's notebooks headlessly with papermill, one after another.
 
-    python -m resonance.notebooks --profile smoke --output build/smoke   # CI: copies in build/
-    python -m resonance.notebooks --profile paper --in-place --force     # make reproduce
+    python -m resonance.notebooks --profile smoke --output build/smoke --jobs 2   # CI: copies
+    python -m resonance.notebooks --profile paper --in-place --force             # reproduce
 
 Every notebook runs with the kernel ``python3`` and the working directory ``notebooks/``.
+``--jobs N`` runs N notebooks at once, each in its own process with one BLAS/OpenMP thread
+(the notebooks share nothing but the locked caches); the paper profile keeps the default of
+one at a time, so committed results come from the thread count their provenance records.
 ``--force`` sets ``RESONANCE_FORCE=1`` so every result is recomputed rather than read from
 ``results/`` (nothing is injected into the committed notebooks' parameters for the paper
 profile, so they keep re-running from committed results under nbval).
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import paths
@@ -62,6 +67,46 @@ def run(profile: str, *, output: Path | None, in_place: bool, force: bool,
     return timings
 
 
+SINGLE_THREADED = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                           "OPENBLAS_NUM_THREADS")}
+
+
+def run_parallel(profile: str, *, output: Path, jobs: int, force: bool,
+                 pattern: str = "*") -> list[tuple[str, float]]:
+    """Run the notebooks ``jobs`` at a time, each through this module in a child process.
+
+    Each child's log is printed whole when it finishes; the first failure is raised after the
+    running ones end (finished notebooks are kept). Returns (name, seconds) in reading order.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    notebooks = notebook_paths(pattern)
+    env = {**os.environ, **SINGLE_THREADED}
+
+    def one(notebook: Path) -> tuple[str, float, int, str]:
+        command = [sys.executable, "-m", "resonance.notebooks", "--profile", profile,
+                   "--output", str(output), "--only", notebook.stem]
+        if force:
+            command.append("--force")
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        return notebook.name, time.perf_counter() - start, done.returncode, \
+            done.stdout + done.stderr
+
+    failed, timings = [], []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, seconds, code, log in pool.map(one, notebooks):
+            print(f"[{name}] {'done' if code == 0 else f'FAILED (exit {code})'} in "
+                  f"{seconds:.1f} s\n{log}", flush=True)
+            timings.append((name, seconds))
+            if code:
+                failed.append(name)
+    if failed:
+        raise RuntimeError(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (their logs "
+                           "are above)")
+    return timings
+
+
 def _shown(path: Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path)
@@ -74,9 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-place", action="store_true", help="overwrite the notebooks")
     parser.add_argument("--force", action="store_true", help="recompute every result")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '01_*'")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks run at once (with --output only), one thread each")
     args = parser.parse_args(argv)
-    run(args.profile, output=args.output, in_place=args.in_place, force=args.force,
-        pattern=args.only)
+    if args.jobs != 1:
+        if args.output is None:
+            parser.error("--jobs needs --output: in-place runs write results that are committed")
+        run_parallel(args.profile, output=args.output, jobs=args.jobs, force=args.force,
+                     pattern=args.only)
+    else:
+        run(args.profile, output=args.output, in_place=args.in_place, force=args.force,
+            pattern=args.only)
     return 0
 
 

@@ -194,19 +194,14 @@ def _wordnet_candidates(wordnet_dir: Path) -> dict[str, tuple[_Candidate, ...]]:
     lexname = {num: name for name, num in SUPERSENSES.items()}
     synsets: dict[str, tuple[int, list[str], str]] = {}
     gloss_counts: Counter[str] = Counter()
-    for pos in ("noun", "verb", "adj", "adv"):
-        with open(need(f"data.{pos}"), encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("  "):
-                    continue
-                head, _, gloss = line.partition(" | ")
-                gloss_counts.update(re.findall(r"[a-z]+", gloss))
-                if pos == "noun":
-                    f = head.split(" ")
-                    n_words = int(f[3], 16)
-                    definition = gloss.split(";")[0].strip()
-                    synsets[f[0]] = (int(f[1]), [f[4 + 2 * i] for i in range(n_words)],
-                                     definition)
+    for pos, lines in data.wordnet_synsets(wordnet_dir).items():
+        for head, gloss in lines:
+            gloss_counts.update(re.findall(r"[a-z]+", gloss))
+            if pos == "noun":
+                f = head.split(" ")
+                n_words = int(f[3], 16)
+                definition = gloss.split(";")[0].strip()
+                synsets[f[0]] = (int(f[1]), [f[4 + 2 * i] for i in range(n_words)], definition)
     tags: defaultdict[str, Counter] = defaultdict(Counter)
     with open(need("cntlist.rev"), encoding="utf-8") as fh:
         for line in fh:

@@ -295,9 +295,7 @@ def _loss(model: nn.Module, window: torch.Tensor) -> torch.Tensor:
     custom = getattr(model, "training_loss", None)
     if custom is not None:
         return custom(x, y)
-    logits = _logits(model(input_ids=x))
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
-                                       y.reshape(-1))
+    return models.next_token_loss(_logits(model(input_ids=x)), y)
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, window: torch.Tensor,

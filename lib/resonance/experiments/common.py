@@ -48,16 +48,17 @@ RECIPE_GATED = {"smoke": RECIPE["smoke"],
 
 
 def inhouse_model(family: str, d_model: int, n_layers: int, seed: int, recipe: Mapping[str, Any]):
-    """Train (or load the cached run of) an in-house model and wrap it for extraction.
+    """Train (or load the cached run of) an in-house model and wrap it for extraction, by the
+    zoo's one route (:func:`resonance.zoo.load_inhouse`: the name ``gpt2-d64-l2-s0`` and the key
+    ``zoo.load("inhouse-gpt2", ...)`` gives the same run).
 
     Returns ``(zoo_model, trained)``; ``trained.history`` holds validation perplexity.
     """
-    from .. import train, zoo
+    from .. import zoo
 
-    config = train.TrainConfig(family=family, d_model=d_model, n_layers=n_layers, seed=seed,
-                               **recipe)
-    trained = train.train(config, progress=False)
-    return zoo.wrap_trained(trained, name=f"{family}-d{d_model}-l{n_layers}-s{seed}"), trained
+    model = zoo.load_inhouse(family, progress=False, d_model=d_model, n_layers=n_layers,
+                             seed=seed, **recipe)
+    return model, model.trained
 
 
 # -- Stimuli, baselines and capability gates shared by 01_scale and 02_architecture -------------

@@ -21,7 +21,7 @@ Two training arms (:data:`ARMS`):
     the seed's optimiser exactly: AdamW 3e-4, betas (0.9, 0.999), weight decay 0.01 on *all*
     parameters (``torch.optim.AdamW(model.parameters())``), constant LR without warmup, clip
     1.0, batches of 8 × 4 accumulated with the loss *not* divided by 4 (``loss_scale = 4``; see
-    :mod:`resonance.resonance_transformer`), dropout 0.1 as in the seed's config.
+    :mod:`resonance.models.resonance_lm`), dropout 0.1 as in the seed's config.
 ``tuned``
     the same except the learning rate, chosen per configuration from ``lr_grid`` by the final
     validation loss of one run on a separate ``tuning_seed`` (never one of the paired seeds),
@@ -50,7 +50,7 @@ import torch
 from scipy import stats
 
 from .. import activations, models, similarity, stimuli, store, zoo
-from .. import resonance_transformer as rt
+from ..models import resonance_lm as rt
 from ..seeding import seed_everything
 from ..store import Bundle
 from ..train import TrainConfig, _load_data, _val_windows, train, unigram_perplexity

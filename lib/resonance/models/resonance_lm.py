@@ -25,14 +25,19 @@ the resonance model. The seed's ``StandardTransformer`` never initialises its po
 embedding, which keeps PyTorch's default N(0, 1) -- fifty times the token embedding's scale.
 ``pos_init="torch_default"`` reproduces that; ``pos_init="small"`` is the fair N(0, 0.02).
 
+Registered as the ``resonance_transformer`` family of :mod:`resonance.models` (this module is
+``resonance.models.resonance_lm``; the experiment of notebook 04 is
+``resonance.experiments.resonance_transformer``).
+
 Switches (``build(..., **kw)`` / ``TrainConfig.build_kwargs``):
 
 =================  ===================================================================
 ``phase``          False: no phase table, no blend, no bias (a plain GPT-2-style model)
 ``attn_bias``      False: ``w_h`` fixed at 0 (a buffer), ``R`` not computed
 ``blend``          False: the phase is not added to the input (it still drives ``R``)
-``phase_init``     "random" (N(0, 0.3)), "rhyme" (needs ``rhyme_tokenizer``) or
-                   "shuffled_rhyme" (same group sizes, members dealt at random)
+``phase_init``     "random" (N(0, 0.3)), "rhyme" (needs ``rhyme_tokenizer``, already trained:
+                   building a model never trains a tokenizer) or "shuffled_rhyme" (same group
+                   sizes, members dealt at random)
 ``pos_init``       "small" (N(0, 0.02)) or "torch_default" (N(0, 1), the seed's Standard)
 ``loss_scale``     the training loss's *gradient* is multiplied by this (value unchanged)
 =================  ===================================================================
@@ -55,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import models
+from .base import CausalLM, default_heads, next_token_loss, param_count
 
 __all__ = ["ResonanceConfig", "ResonanceLM", "FAMILY", "build", "resonance_matrix",
            "rhyming_part", "rhyme_groups", "rhyme_phase_init", "shuffle_groups",
@@ -169,11 +174,15 @@ def rhyme_groups(token_strings: Sequence[str]) -> dict[str, list[int]]:
 
 
 @lru_cache(maxsize=4)
-def tokenizer_rhyme_groups(tokenizer_name: str, vocab_size: int) -> dict[str, list[int]]:
-    """:func:`rhyme_groups` over a tokenizer's vocabulary (``data.tokenizer(name, vocab)``)."""
-    from . import data
+def tokenizer_rhyme_groups(tokenizer_name: str, vocab_size: int, *,
+                           train_tokenizer: bool = True) -> dict[str, list[int]]:
+    """:func:`rhyme_groups` over a tokenizer's vocabulary (``data.tokenizer(name, vocab)``).
 
-    tok = data.tokenizer(tokenizer_name, vocab_size=vocab_size)
+    ``train_tokenizer=False`` (what building a model uses) refuses to train a corpus tokenizer
+    that is not cached yet, with an error saying how to make it."""
+    from .. import data
+
+    tok = data.tokenizer(tokenizer_name, vocab_size=vocab_size, train=train_tokenizer)
     n = len(tok)
     if n != vocab_size and tokenizer_name in getattr(data, "CORPORA", {}):
         raise ValueError(f"tokenizer {tokenizer_name!r} has {n} tokens, the model {vocab_size}")
@@ -265,7 +274,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class ResonanceLM(nn.Module):
+class ResonanceLM(CausalLM):
     """The Resonance Transformer (``phase=True``) or the seed's Standard (``phase=False``).
 
     ``forward(input_ids, attention_mask=None, output_hidden_states=False)`` returns a
@@ -273,6 +282,9 @@ class ResonanceLM(nn.Module):
     input embedding then one entry per block, the last after the final LayerNorm (as in HF).
     ``attention_mask`` (``(b, S)``, 1 = real token) masks padded keys.
     """
+
+    _token_embedding = "wte"
+    _final_norm = "ln_f"
 
     def __init__(self, config: ResonanceConfig):
         super().__init__()
@@ -305,7 +317,8 @@ class ResonanceLM(nn.Module):
         # pos_init == "torch_default": nn.Embedding's own N(0, 1) stays, as in the seed.
         if self.phase is not None:
             if cfg.phase_init in ("rhyme", "shuffled_rhyme"):
-                groups = tokenizer_rhyme_groups(cfg.rhyme_tokenizer, cfg.vocab_size)
+                groups = tokenizer_rhyme_groups(cfg.rhyme_tokenizer, cfg.vocab_size,
+                                                train_tokenizer=False)
                 if cfg.phase_init == "shuffled_rhyme":
                     groups = shuffle_groups(groups)
                 rhyme_phase_init(self.phase.weight, groups)
@@ -320,12 +333,6 @@ class ResonanceLM(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.wte
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
 
     def resonance(self, input_ids: torch.Tensor) -> torch.Tensor | None:
         """``R`` of a batch (``(b, S, S)``), or None when the model has no attention bias."""
@@ -345,11 +352,8 @@ class ResonanceLM(nn.Module):
             x = (1 - g) * x + g * self.phase_proj(self.phase(input_ids))
         return x + self.wpe(torch.arange(s, device=input_ids.device))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, labels: torch.Tensor | None = None,
-                return_dict: bool = True, **_: Any):
-        from transformers.modeling_outputs import CausalLMOutput
-
+    def layer_states(self, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         s = input_ids.size(1)
         mask = self.causal[:s, :s].unsqueeze(0)
         if attention_mask is not None:
@@ -360,22 +364,13 @@ class ResonanceLM(nn.Module):
         for block in self.blocks:
             h = block(h, resonance, mask)
             states.append(h)
-        h = self.ln_f(h)
-        states[-1] = h
-        logits = self.lm_head(h)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=logits,
-                              hidden_states=tuple(states) if output_hidden_states else None)
+        return states
 
     def training_loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy; in training mode its gradient is scaled by
         ``config.loss_scale`` while the returned value stays the plain loss (so logged train
         losses are comparable). In eval mode: the plain loss."""
-        logits = self(input_ids).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        loss = next_token_loss(self(input_ids).logits, targets)
         scale = float(self.config.loss_scale)
         if self.training and scale != 1.0:
             return loss * scale - (loss * (scale - 1.0)).detach()
@@ -388,14 +383,13 @@ class ResonanceLM(nn.Module):
 
 def build(vocab_size: int, d_model: int, n_layers: int, n_heads: int | None = None,
           context: int = 128, **kw: Any) -> ResonanceLM:
-    """The ``models.register`` builder (``n_heads`` defaults to ``models.default_heads``)."""
-    heads = models.default_heads(d_model) if n_heads is None else int(n_heads)
+    """The ``resonance_transformer`` family's builder (``n_heads`` defaults to
+    :func:`~resonance.models.default_heads`)."""
+    heads = default_heads(d_model) if n_heads is None else int(n_heads)
     return ResonanceLM(ResonanceConfig(vocab_size=vocab_size, hidden_size=d_model,
                                        num_hidden_layers=n_layers, num_attention_heads=heads,
                                        max_position_embeddings=context, **kw))
 
-
-models.register(FAMILY, build, overwrite=True)
 
 
 def phase_param_count(vocab_size: int, d_model: int, n_layers: int, n_heads: int,
@@ -406,13 +400,12 @@ def phase_param_count(vocab_size: int, d_model: int, n_layers: int, n_heads: int
 
 def meta_param_count(vocab_size: int, d_model: int, n_layers: int, n_heads: int | None = None,
                      context: int = 128, **kw: Any) -> int:
-    """``models.param_count`` of ``build(...)`` on the meta device (no memory allocated)."""
+    """:func:`~resonance.models.param_count` of ``build(...)`` on the meta device (no memory
+    allocated)."""
     kw = {**kw, "phase_init": "random"} if kw.get("phase", True) else kw
     with torch.device("meta"):
         model = build(vocab_size, d_model, n_layers, n_heads, context, **kw)
-    return models.param_count(model)
-
-
+    return param_count(model)
 
 def train_flops_per_token(vocab_size: int, d_model: int, n_layers: int, context: int,
                           phase: bool = True, attn_bias: bool = True, blend: bool = True,
