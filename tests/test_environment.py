@@ -15,7 +15,8 @@ def _name_and_spec(requirement: str) -> tuple[str, str]:
 
 def test_environment_mirrors_pyproject():
     project = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(map(_name_and_spec, project["dependencies"] + project["optional-dependencies"]["test"]))
+    extras = project["optional-dependencies"]
+    wanted = dict(map(_name_and_spec, project["dependencies"] + extras["test"] + extras["sweep"]))
     env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
     pip_section = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     listed = dict(_name_and_spec(r) for r in pip_section if not r.startswith("-e"))

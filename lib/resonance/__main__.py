@@ -1,7 +1,8 @@
-"""``python -m resonance compare A B`` / ``python -m resonance rank --reference X C1 C2``."""
+"""``python -m resonance compare A B`` / ``rank --reference X C1 C2`` / ``sweep EXPERIMENT``."""
 
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a sweep's worker processes re-import this module (spawn)
+    sys.exit(main())

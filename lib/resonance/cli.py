@@ -1,6 +1,7 @@
-"""The ``resonance`` command line: ``resonance compare A B`` and ``resonance rank --reference X
-C1 C2 ...`` (also ``python -m resonance ...``). Each subcommand is one function registered in
-:data:`COMMANDS`, so more (e.g. ``sweep``) slot in beside them.
+"""The ``resonance`` command line: ``resonance compare A B``, ``resonance rank --reference X
+C1 C2 ...`` and ``resonance sweep EXPERIMENT --profile P --seeds 0-9 [--workers N | --scheduler
+ADDR]`` (also ``python -m resonance ...``). Each subcommand is one function registered in
+:data:`COMMANDS`.
 
 Exit status: 0 on success, 2 for bad input (an unknown model, an unreadable stimuli file, too
 few stimuli, a bad option), with one ``resonance <command>: error: ...`` line on stderr.
@@ -94,6 +95,39 @@ def _run_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: Sequence[str]) -> dict:
+    import json
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep or not key.isidentifier():
+                raise ValueError
+            out[key] = json.loads(value)
+        except ValueError:
+            raise ValueError(f"--set takes KEY=JSON such as ladder='[[32, 2], [64, 2]]', got "
+                             f"{pair!r}") from None
+    return out
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from . import sweep
+    overrides = _overrides(args.set)
+    if args.seeds is not None:
+        overrides["seeds"] = sweep.parse_seeds(args.seeds)
+    cells = sweep.experiment_cells(args.experiment, args.profile, replace=args.replace,
+                                   **overrides)
+    try:
+        summary = sweep.run_sweep(cells, scheduler=args.scheduler, workers=args.workers,
+                                  progress=not args.quiet)
+    except (ImportError, sweep.EnvironmentMismatchError) as err:
+        raise ValueError(str(err)) from None
+    print(summary.report())
+    if summary.ok:
+        print(f"result: {cells[-1].folder}")
+    return 0 if summary.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .comparison import DEFAULT_MEASURES, LAYER_MEASURE
     parser = argparse.ArgumentParser(
@@ -131,11 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paired jackknife subsets (default: 200)")
     p.add_argument("--out", default=None, help="also write an HTML report (and a CSV beside it)")
     p.set_defaults(run=_run_rank)
+
+    p = sub.add_parser("sweep", help="run an experiment's grid as cells, in-process or on Dask",
+                       description="Run an experiment (e.g. scale = notebook 01) as one task per "
+                                   "config cell (01: a training run per rung and seed, then its "
+                                   "measures), skipping cells already stored. In-process unless "
+                                   "--workers or --scheduler (or $RESONANCE_SCHEDULER) is given.")
+    p.add_argument("experiment", help="an experiment module (scale, architecture, ...) or its "
+                                      "results name (01_scale)")
+    p.add_argument("--profile", default="smoke", help="smoke, paper or hub (default: smoke)")
+    p.add_argument("--seeds", default=None, help="seeds to run, e.g. 0-9 or 0,2,5-7 (default: "
+                                                 "the profile's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a size of the profile, e.g. ladder='[[32,2],[64,2],[160,2]]'")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (default: "
+                        "$RESONANCE_SCHEDULER)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="start a local cluster of N single-threaded worker processes")
+    p.add_argument("--replace", action="store_true",
+                   help="overwrite a paper/hub result stored with another config")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_sweep)
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"compare": _run_compare,
-                                                            "rank": _run_rank}
+                                                            "rank": _run_rank,
+                                                            "sweep": _run_sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,8 @@ FINDINGS = (
     Finding("07_finetuning_topology", "Does topology change mostly early in fine-tuning?",
             "07_finetuning_topology"),
     Finding("08_measure_trust", "How far can each measure be trusted?", "08_measure_trust"),
+    Finding("09_model_use", "Does resonance help choose, combine and distil models?",
+            "09_model_use"),
 )
 
 

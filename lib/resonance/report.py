@@ -63,6 +63,11 @@ def format_p(p: float) -> str:
     return f"< {P_FLOOR:g}" if p < P_FLOOR else (f"{p:.4f}" if p < 0.001 else f"{p:.3f}")
 
 
+def _count(n) -> str:
+    """A parameter count with thousands separators (``?`` when unknown)."""
+    return f"{int(n):,}" if isinstance(n, (int, np.integer)) and n else "?"
+
+
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     def cell(column, x):
         if x is None or x is pd.NA:
@@ -75,7 +80,8 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
             elif np.isnan(x):
                 text = "n/a"
             else:
-                text = f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
+                # one fixed format per column (a tiny value reads 0.000, never -0.000)
+                text = f"{x:.{digits}f}".replace(f"-0.{'0' * digits}", f"0.{'0' * digits}")
             return f"<td>{text}</td>"
         return f'<td class="t">{html.escape(str(x))}</td>'
     columns = list(frame.columns)
@@ -238,9 +244,11 @@ def comparison_html(result: "Comparison") -> str:
              f"{info['depth']:g}).</p>"]
     parts.append(_meta({
         "model A": f"{da['name']} — {da['architecture']} ({da['source']}; "
-                   f"{da['params'] or '?'} parameters, {da['layers']} layers, width {da['width']})",
+                   f"{_count(da['params'])} parameters, {da['layers']} layers, "
+                   f"width {da['width']})",
         "model B": f"{db['name']} — {db['architecture']} ({db['source']}; "
-                   f"{db['params'] or '?'} parameters, {db['layers']} layers, width {db['width']})",
+                   f"{_count(db['params'])} parameters, {db['layers']} layers, "
+                   f"width {db['width']})",
         "stimuli": f"{info['stimuli']} (key {info['stimuli_key']})",
         "resampling": f"{info['n_boot']} delete-d jackknife subsets, {info['n_null']} null draws, "
                       f"{info['ci']:.0%} intervals, seed {info['seed']}",

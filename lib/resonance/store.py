@@ -23,6 +23,8 @@ notebooks must re-run from committed results, never by a silent multi-hour recom
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import os
 import platform
@@ -61,6 +63,29 @@ class StaleResultError(RuntimeError):
 
 class CorruptResultError(ValueError):
     """A results folder exists but cannot be read."""
+
+
+class Planned(Exception):
+    """Raised by :func:`cached` inside :func:`planning`: the call it would have made."""
+
+    def __init__(self, name: str, profile: str, config: dict, compute: Compute):
+        super().__init__(f"planned {name}/{profile}")
+        self.name, self.profile, self.config, self.compute = name, profile, config, compute
+
+
+_PLANNING = contextvars.ContextVar("resonance_store_planning", default=False)
+
+
+@contextlib.contextmanager
+def planning():
+    """Inside this block :func:`cached` computes nothing and raises :class:`Planned` with its
+    name, profile, config and compute function: how a sweep learns the exact config an
+    experiment's ``run(...)`` would store, without running it."""
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
 
 
 @dataclass
@@ -106,6 +131,8 @@ def cached(name: str, profile: str, config: Mapping[str, Any], compute: Compute,
     stored, a damaged folder included. The folder is checked to be writable before computing.
     """
     config = dict(config)
+    if _PLANNING.get():
+        raise Planned(name, profile, config, compute)
     force = force or force_from_env()
     wanted = config_hash(config)
     folder = result_dir(name, profile)

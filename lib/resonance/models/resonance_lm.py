@@ -184,7 +184,7 @@ def tokenizer_rhyme_groups(tokenizer_name: str, vocab_size: int, *,
 
     tok = data.tokenizer(tokenizer_name, vocab_size=vocab_size, train=train_tokenizer)
     n = len(tok)
-    if n != vocab_size and tokenizer_name in getattr(data, "CORPORA", {}):
+    if n != vocab_size and tokenizer_name in data.CORPORA:
         raise ValueError(f"tokenizer {tokenizer_name!r} has {n} tokens, the model {vocab_size}")
     return rhyme_groups([tok.decode([i]) for i in range(min(n, vocab_size))])
 

@@ -37,13 +37,12 @@ def _load_hub(name: str, revision: str | None = None, **kwargs) -> ZooModel:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     if kwargs:
         raise TypeError(f"hub models take only revision=, got {sorted(kwargs)}")
+    offline_env = _hub_offline()
+    offline = offline_env or not _hub_reachable()
     unreachable = (f"model {name!r} is not packaged and the hub is unreachable "
-                   f"(offline: {_hub_offline()}); packaged models: {', '.join(PACKAGED)}; "
-                   "in-house: inhouse-gpt2, inhouse-llama, inhouse-gru")
-    offline = _hub_offline() or not _hub_reachable()
-    unreachable = unreachable.replace(f"(offline: {_hub_offline()})",
-                                      "(HF_HUB_OFFLINE is set)" if _hub_offline()
-                                      else "(no connection)")
+                   f"({'HF_HUB_OFFLINE is set' if offline_env else 'no connection'}); packaged "
+                   f"models: {', '.join(PACKAGED)}; in-house: inhouse-gpt2, inhouse-llama, "
+                   "inhouse-gru")
     if name.lower() in _QUANTISED:
         packaged, what = _QUANTISED[name.lower()]
         unreachable += (f". The packaged {packaged!r} is {what} of it (other weights): "
