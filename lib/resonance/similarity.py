@@ -769,7 +769,7 @@ def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str,
     with np.errstate(divide="ignore", invalid="ignore"):  # zero rows raise below
         for start in range(0, X.shape[0], step):
             rows = unit.clamped(slice(start, start + step))
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+            norms = np.linalg.norm(rows, axis=1)  # the norms the float64 ranking uses
             unit.norms[start:start + step] = norms
             if screen is not None:
                 rows /= norms[:, None]  # as unit.rows
