@@ -401,3 +401,34 @@ def test_damaged_resume_state_names_the_file(cache):
     resume.write_bytes(b"not a torch file")
     with pytest.raises(T.CorruptRunError, match="resume.pt is damaged.*delete"):
         T.train(config, progress=False)
+
+
+def _cpu_weights(run: T.TrainedModel) -> dict:
+    return {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+
+
+def test_device_cpu_is_the_default_path_bit_for_bit(cache, monkeypatch):
+    config = tiny(tokens=4 * 16 * 6, eval_every=3, eval_tokens=128)
+    default = T.train(config, progress=False)
+    assert default.info["device"] == "cpu"
+    monkeypatch.setattr(paths, "CACHE", cache.parent / "other-device")
+    explicit = T.train(config, progress=False, device="cpu")
+    assert same_weights(default.model, explicit.model)
+    assert default.history["val_loss"].tolist() == explicit.history["val_loss"].tolist()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_training_on_cuda_without_cuda_says_what_to_do():
+    with pytest.raises(ValueError, match="sees no CUDA device.*device='cpu'"):
+        T.train(tiny(), progress=False, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_training_repeats_bit_for_bit(cache, monkeypatch):
+    config = tiny(tokens=4 * 16 * 6, eval_every=3, eval_tokens=128)
+    first = T.train(config, progress=False, device="cuda")
+    assert first.info["device"].startswith("cuda")
+    monkeypatch.setattr(paths, "CACHE", cache.parent / "other-device")
+    second = T.train(config, progress=False, device="cuda")
+    a, b = _cpu_weights(first), _cpu_weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)

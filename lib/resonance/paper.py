@@ -20,6 +20,8 @@ from . import paths, store
 TEMPLATE = "paper.md.j2"
 README_BEGIN = "<!-- FINDINGS:BEGIN (rendered by `make paper`; do not edit) -->"
 README_END = "<!-- FINDINGS:END -->"
+TIMES_BEGIN = "<!-- TIMES:BEGIN (rendered by `make paper` from provenance.json; do not edit) -->"
+TIMES_END = "<!-- TIMES:END -->"
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,44 @@ def render_findings_table(profile: str = "paper") -> str:
     return "\n".join(rows)
 
 
+def render_times_table(profile: str = "paper") -> str:
+    """Each notebook's compute at ``profile`` as its result's ``provenance.json`` records it:
+    wall time, CPU time (user + sys, where recorded), torch threads and when it ran."""
+    rows = ["| notebook | wall (min) | CPU (min) | torch threads | computed |",
+            "|---|---:|---:|---:|---|"]
+    wall_total, cpu_total = 0.0, 0.0
+    for finding in FINDINGS:
+        try:
+            info = store.load(finding.result, profile).provenance
+        except FileNotFoundError:
+            rows.append(f"| `{finding.notebook}` | *not computed yet* | | | |")
+            continue
+        wall, cpu = info.get("wall_time_s"), info.get("cpu_time_s")
+        wall_total += wall or 0.0
+        cpu_total += cpu or 0.0
+        threads = (info.get("numerics") or {}).get("torch_threads", "")
+        rows.append(f"| `{finding.notebook}` | {wall / 60:.1f} | "
+                    f"{'—' if cpu is None else f'{cpu / 60:.1f}'} | {threads} | "
+                    f"{str(info.get('created', ''))[:10]} |")
+    cpu_text = f"{cpu_total / 60:.1f} (where recorded)" if cpu_total else "—"
+    rows.append(f"| all | {wall_total / 60:.1f} | {cpu_text} | | |")
+    return "\n".join(rows)
+
+
+def _between(text: str, begin: str, end: str, block: str) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"README.md lacks the markers {begin!r} … {end!r}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
 def readme_with_findings(readme: str, table: str) -> str:
-    if README_BEGIN not in readme or README_END not in readme:
-        raise ValueError(f"README.md lacks the markers {README_BEGIN!r} … {README_END!r}")
-    head, rest = readme.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}"
+    return _between(readme, README_BEGIN, README_END, table)
+
+
+def readme_with_times(readme: str, table: str) -> str:
+    return _between(readme, TIMES_BEGIN, TIMES_END, table)
 
 
 def main() -> int:
@@ -118,6 +152,7 @@ def main() -> int:
         tmp.write_text(text)
     readme = paths.ROOT / "README.md"
     updated = readme_with_findings(readme.read_text(), render_findings_table())
+    updated = readme_with_times(updated, render_times_table())
     with store.atomic_path(readme) as tmp:
         tmp.write_text(updated)
     print(f"wrote {out.relative_to(paths.ROOT)} ({len(cite.cited)} cited numbers) and the "

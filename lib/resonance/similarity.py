@@ -65,9 +65,11 @@ __all__ = [
 
 # Relative size below which a self-HSIC counts as zero (round-off of a degenerate kernel).
 _SELF_HSIC_RTOL = 1e-12
-# Gram entries per layer in one band of rows (16 MiB of float64) when pairing layers band by band;
+# Gram entries per layer in one band of rows (4 MiB of float32) when pairing layers band by band;
 # bands of a few hundred rows keep the band GEMMs about as efficient as one whole-Gram product.
-_BAND_ELEMENTS = 2**21
+_BAND_ELEMENTS = 2**20
+# Band entries per layer converted to float64 at a time for the pairing products (cache-sized).
+_PAIRED_CHUNK = 2**13
 # No single product larger than this many rows in linear_gram: the threaded float64 SYRK that
 # numpy uses for ``X @ X.T`` segfaults in the bundled OpenBLAS from n ~ 16,000 (numpy#19685).
 _GRAM_BAND_ROWS = 2048
@@ -81,10 +83,13 @@ _FEATURE_ACCUMULATOR_BYTES = 2**27
 # GEMM (band pairings are memory-bound). Fitted on this project's 2-core machine: the two forms
 # take the same time for 12 + 12 layers of width 384 at n ~ 4,000; see _linear_form.
 _GRAM_PAIR_WEIGHT = 16.0
+# Entries centred at a time (float64 temporaries of 256 KiB: they stay in the cache).
+_CENTRED_CHUNK = 2**15
 # Float32 cosine scores held at once by the neighbour search (rows x n; 32 MiB).
 _SCORE_ELEMENTS = 2**23
-# Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy.
-_TOPK_WITH_TORCH = 4096
+# Rows at least this long pick their neighbour candidates with torch.topk instead of NumPy
+# (2x faster than np.argpartition at n = 2,048, 10x at n >~ 4,000).
+_TOPK_WITH_TORCH = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +149,8 @@ RBF_MEDIANS = ("matrix", "pairs")
 _RBF_MIN_OFF_DIAGONAL = 1e-2
 
 
-def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix") -> np.ndarray:
+def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix",
+             device: Any = None) -> np.ndarray:
     """RBF kernel ``exp(-|xi - xj|² / (2 sigma²))``, ``(n, d) -> (n, n)``.
 
     ``median_over="matrix"`` (default; Kornblith et al.'s ``gram_rbf``):
@@ -156,7 +162,13 @@ def rbf_gram(X: np.ndarray, threshold: float = 1.0, median_over: str = "matrix")
     Raises when the median is 0 (most stimuli coincide) and when the bandwidth is so small that
     the kernel is numerically the identity (off-diagonal squared mass below 1e-2 per row): CKA of
     such a kernel is ~1 for any data, independent clouds included.
+
+    ``device="cpu" | "cuda" | "auto"``: the same Gram as a float64 torch tensor on that device
+    (:func:`resonance.backend.rbf_gram`).
     """
+    if device is not None:
+        from .backend import rbf_gram as torch_rbf_gram
+        return torch_rbf_gram(X, threshold, median_over, device)
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     _require_choice(median_over, RBF_MEDIANS, "median_over")
@@ -387,11 +399,15 @@ class _LinearLayer:
         """Rows ``start:stop`` minus the mean, subtracted in float64 and stored in the layer's
         dtype (into ``out`` when given): float32 keeps the centred values to float32 precision
         whatever the offset of the raw activations."""
-        rows = np.subtract(self.values[start:stop], self.mean, dtype=np.float64)
-        rows = rows.astype(self.values.dtype, copy=False)  # the values sq_norms was made from
+        stop = min(stop, self.values.shape[0])
         if out is None:
-            return rows
-        out[...] = rows
+            out = np.empty((stop - start, self.width), self.values.dtype)
+        step = max(1, _CENTRED_CHUNK // self.width)  # float64 temporaries that stay in cache
+        for first in range(start, stop, step):
+            last = min(first + step, stop)
+            # the values sq_norms was made from: float64 difference, rounded to the layer's dtype
+            out[first - start:last - start] = np.subtract(self.values[first:last], self.mean,
+                                                          dtype=np.float64)
         return out
 
 
@@ -504,15 +520,21 @@ def _feature_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def _gram_band(X: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into the float64 ``out``; the part
-    right of the diagonal block is scaled by √2 so that, summed over bands, inner products of
-    bands equal Frobenius products of the full symmetric Grams. A float32 ``X`` is multiplied in
-    float32 (``d``-term sums) and stored in float64."""
+    """Rows ``start:stop``, columns ``start:`` of ``X Xᵀ`` into the flat float64 ``out``: first
+    the diagonal block (``(stop - start)²`` entries, one SYRK: half the multiply-adds of a GEMM),
+    then the block right of it (``(stop - start) (n - stop)`` entries). Summed over bands, inner
+    products of the diagonal parts plus twice those of the right parts are the Frobenius products
+    of the full symmetric Grams. A float32 ``X`` is multiplied in float32 (``d``-term sums) and
+    stored in float64."""
+    rows, block = stop - start, X[start:stop]
+    diagonal = out[:rows * rows].reshape(rows, rows)
+    right = out[rows * rows:].reshape(rows, X.shape[0] - stop)
     if X.dtype == out.dtype:
-        np.matmul(X[start:stop], X[start:].T, out=out)
+        np.matmul(block, block.T, out=diagonal)
+        np.matmul(block, X[stop:].T, out=right)
     else:
-        out[...] = X[start:stop] @ X[start:].T
-    out[:, stop - start:] *= np.sqrt(2.0)
+        diagonal[...] = block @ block.T
+        right[...] = block @ X[stop:].T
     return out
 
 
@@ -521,24 +543,30 @@ def _banded_gram_products(layers_a: list[_LinearLayer], layers_b: list[_LinearLa
     """``<K_i, L_j>_F`` for all pairs plus the self products ``<K_i, K_i>``, ``<L_j, L_j>``.
 
     Each layer's Gram is computed once, one band of rows of its upper triangle at a time, into a
-    reused float64 buffer: no n×n matrix is ever held, and every band is paired with all other
-    layers' bands in one float64 GEMM while it is hot. Holds a centred copy of every layer (in
-    its dtype) for the band products.
+    reused float64 buffer: no n×n matrix is ever held, and the bands of all layers are paired in
+    two float64 products (diagonal blocks, right blocks) while they are hot, self products
+    included. Holds a centred copy of every layer (in its dtype) for the band products.
     """
     layers = layers_a if same else layers_a + layers_b
     n = layers[0].values.shape[0]
     centred = [layer.centred(0, n) for layer in layers]
     rows = min(max(1, _BAND_ELEMENTS // n), n)
-    buffer = np.empty((len(layers), rows * n))
-    cross = np.zeros((len(layers_a), len(layers_b)))
-    selfs = np.zeros(len(layers))
+    # Bands are stored in the layers' dtype: a float32 Gram entry is exact in either, so this
+    # halves the memory traffic; the pairings convert cache-sized chunks to float64.
+    buffer = np.empty((len(layers), rows * n), _storage_dtype(layers))
+    products = np.zeros((len(layers), len(layers)))
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         bands = buffer[:, :(stop - start) * (n - start)]
         for features, band in zip(centred, bands):
-            _gram_band(features, start, stop, band.reshape(stop - start, n - start))
-        selfs += np.einsum("ij,ij->i", bands, bands)
-        cross += bands[:len(layers_a)] @ bands[len(layers) - len(layers_b):].T
+            _gram_band(features, start, stop, band)
+        for first, last, weight in ((0, (stop - start) ** 2, 1.0),
+                                    ((stop - start) ** 2, bands.shape[1], 2.0)):
+            for chunk in range(first, last, _PAIRED_CHUNK):
+                part = bands[:, chunk:min(chunk + _PAIRED_CHUNK, last)].astype(np.float64)
+                products += weight * (part @ part.T)  # SYRK: all layer pairs, selfs included
+    cross = products if same else products[:len(layers_a), len(layers_a):]
+    selfs = np.diag(products)
     return cross, selfs[:len(layers_a)], selfs[len(layers) - len(layers_b):]
 
 
@@ -590,7 +618,7 @@ def _linear_cka_block(layers_a: list[_LinearLayer], layers_b: list[_LinearLayer]
 
 
 def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
-        debiased: bool = False, median_over: str = "matrix") -> float:
+        debiased: bool = False, median_over: str = "matrix", device: Any = None) -> float:
     """Centred kernel alignment (Kornblith et al. 2019) of ``X: (n, d1)`` and ``Y: (n, d2)``.
 
     ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. ``kernel="rbf"`` uses ``rbf_gram(threshold,
@@ -600,13 +628,22 @@ def cka(X: Any, Y: Any, kernel: str = "linear", threshold: float = 1.0,
     ``|YᵀX|² / (|XᵀX| |YᵀY|)`` (``O(n d1 d2)``; chosen when ``n`` exceeds about twice the widths)
     or banded Gram products (``O(n² (d1 + d2))``; wide inputs); float32 input stays float32 with
     float64 sums. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` of row blocks and
-    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``16 MiB``
+    float64 accumulators whatever ``n``; Gram form a centred copy of both inputs plus ``4 MiB``
     of bands each. RBF CKA holds both ``(n, n)`` float64 Grams.
 
     Invariant to orthogonal transforms, isotropic scaling, translation and feature permutation; not
     to general invertible linear maps. Meaningless for n < 3 (n < 4 debiased). A non-positive
     debiased self-HSIC (degenerate kernel) raises ``ValueError`` instead of returning NaN.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        _require_choice(kernel, ("linear", "rbf"), "kernel")
+        from .backend import values_on_device
+        if kernel == "linear":
+            return values_on_device("cka_linear_debiased" if debiased else "cka_linear", X, Y,
+                                    device)
+        return values_on_device("cka_rbf", X, Y, device, threshold=threshold, debiased=debiased,
+                                median_over=median_over)
     if kernel == "linear":
         X, Y = _validated_float_pair(X, Y)
         layers = [_linear_layer(X, "X", debiased)], [_linear_layer(Y, "Y", debiased)]
@@ -719,16 +756,24 @@ class _UnitRows:
         return rows
 
 
-def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str) -> _UnitRows:
+def _unit_rows(X: np.ndarray, clamp_quantile: float | None, name: str,
+               screen: np.ndarray | None = None) -> _UnitRows:
+    """Norms of the clamped rows and (into ``screen``, when given) the float32 unit rows, in one
+    pass of cache-sized float64 chunks."""
     if clamp_quantile is not None and not 0 < clamp_quantile <= 1:
         raise ValueError(f"clamp_quantile must be in (0, 1], got {clamp_quantile}")
     threshold = (None if clamp_quantile is None or clamp_quantile == 1  # as clamp_outliers
                  else _clamp_threshold(X, clamp_quantile))
     unit = _UnitRows(X, threshold, np.empty(X.shape[0]))
-    rows = _rows_per_block(X.shape[1], 8, _FEATURE_BLOCK_BYTES)
-    for start in range(0, X.shape[0], rows):
-        unit.norms[start:start + rows] = np.linalg.norm(unit.clamped(slice(start, start + rows)),
-                                                        axis=1)
+    step = max(1, _CENTRED_CHUNK // X.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero rows raise below
+        for start in range(0, X.shape[0], step):
+            rows = unit.clamped(slice(start, start + step))
+            norms = np.linalg.norm(rows, axis=1)  # the norms the float64 ranking uses
+            unit.norms[start:start + step] = norms
+            if screen is not None:
+                rows /= norms[:, None]  # as unit.rows
+                screen[start:start + step] = rows
     if (unit.norms == 0).any():
         raise ValueError(f"{name} has {int((unit.norms == 0).sum())} all-zero rows (after "
                          "clamping): their cosine neighbours are undefined")
@@ -763,11 +808,12 @@ def _exact_neighbours(unit: _UnitRows, rows: np.ndarray, k: int, indices: np.nda
 def _top_candidates(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices ``(rows, count)`` of the ``count`` largest scores of each row and those
     scores, largest first (ties in any order). ``torch.topk`` for long rows (about 10x faster
-    than ``np.argpartition``, worth its import from n ~ 4,000 on), NumPy otherwise."""
+    than ``np.argpartition`` at n ~ 4,000, 2x at n ~ 2,000), NumPy for short rows."""
     if scores.shape[1] >= _TOPK_WITH_TORCH:
         import torch
 
-        top = torch.topk(torch.from_numpy(scores), count, dim=1, sorted=True)
+        scores = torch.from_numpy(scores)
+        top = torch.topk(scores, count, dim=1, sorted=True)
         return top.indices.numpy(), top.values.numpy()
     kept = np.argpartition(scores, scores.shape[1] - count, axis=1)[:, scores.shape[1] - count:]
     values = np.take_along_axis(scores, kept, axis=1)
@@ -794,11 +840,9 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
     n, d = X.shape
     if n <= k:
         raise ValueError(f"k={k} neighbours need n > k stimuli, but {name} has n={n}")
-    unit = _unit_rows(X if X.dtype == np.float32 else unit_scaled(X), clamp_quantile, name)
     screen = np.empty((n, d), np.float32)
-    rows = _rows_per_block(d, 8, _FEATURE_BLOCK_BYTES)
-    for start in range(0, n, rows):
-        screen[start:start + rows] = unit.rows(slice(start, start + rows))
+    unit = _unit_rows(X if X.dtype == np.float32 else unit_scaled(X), clamp_quantile, name,
+                      screen)
     eps = 2.0 ** -24
     bound = (d + 3) * eps / (1 - (d + 3) * eps)
     candidates = min(n - 1, 2 * k + 8)
@@ -840,17 +884,26 @@ def _cosine_pairs(unit: _UnitRows, rows: np.ndarray, columns: np.ndarray) -> np.
 
 def _knn_layer(X: np.ndarray, name: str = "X", k: int = 10,
                clamp_quantile: float | None = None) -> np.ndarray:
-    """Sorted codes ``i * n + j`` of the (stimulus, neighbour) pairs of one layer."""
+    """Each stimulus's ``k`` neighbours in one layer, ``(n, k)``, sorted along each row."""
     neighbours, _ = _cosine_neighbours(X, k, clamp_quantile, name, values=False)
-    n = X.shape[0]
-    return np.sort((np.arange(n)[:, None] * n + neighbours).ravel())
+    return np.sort(neighbours, axis=1)
+
+
+# Booleans compared at once when counting shared neighbours (rows x k x k).
+_SHARED_ELEMENTS = 2**22
 
 
 def _pair_knn_layers(a: np.ndarray, b: np.ndarray) -> float:
-    return np.intersect1d(a, b, assume_unique=True).size / a.size
+    """Mean share of neighbours two layers agree on: ``k²`` comparisons per row (no sort)."""
+    n, k = a.shape
+    step = max(1, _SHARED_ELEMENTS // (k * k))
+    shared = sum(int(np.count_nonzero(a[s:s + step, :, None] == b[s:s + step, None, :]))
+                 for s in range(0, n, step))
+    return shared / a.size
 
 
-def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None,
+               device: Any = None) -> float:
     """Mutual k-NN alignment of Huh et al. 2024: ``mean_i |N_k^X(i) ∩ N_k^Y(i)| / k``.
 
     Rows are L2-normalised, neighbours ranked by inner product (cosine), self excluded. With
@@ -867,7 +920,11 @@ def mutual_knn(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None)
     Neighbours are found by row blocks (:func:`_cosine_neighbours`: float32 screening, float64
     ranking, ties to the lower index), never an ``(n, n)`` matrix: ``O(n² d)`` time, peak memory
     beyond the inputs ``4 n d`` bytes (float32 unit rows of one input) + 32 MiB + ``O(n k)``.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        from .backend import values_on_device
+        return values_on_device("mutual_knn", X, Y, device, k=k, clamp_quantile=clamp_quantile)
     X, Y = _validated_float_pair(X, Y)
     return _pair_knn_layers(_knn_layer(X, "X", k, clamp_quantile),
                             _knn_layer(Y, "Y", k, clamp_quantile))
@@ -912,7 +969,8 @@ def _pair_cknna_layers(a: _NeighbourLayer, b: _NeighbourLayer) -> float:
     return _cka_ratio(cross, a.self_hsic, b.self_hsic)
 
 
-def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> float:
+def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None,
+          device: Any = None) -> float:
     """CKNNA of Huh et al. 2024 (``metrics.py``, ``unbiased=True``): CKA restricted to pairs that
     are mutual k-nearest neighbours.
 
@@ -926,7 +984,11 @@ def cknna(X: Any, Y: Any, k: int = 10, clamp_quantile: float | None = None) -> f
 
     The masked Grams have ``k`` entries per row, so they are held sparse: neighbour search as in
     ``mutual_knn``, then ``O(n k)`` memory and time; no ``(n, n)`` array.
+    ``device="cpu" | "cuda" | "auto"`` computes it with torch (:mod:`resonance.backend`).
     """
+    if device is not None:
+        from .backend import values_on_device
+        return values_on_device("cknna", X, Y, device, k=k, clamp_quantile=clamp_quantile)
     X, Y = _validated_float_pair(X, Y)
     return _pair_cknna_layers(_cknna_layer(X, "X", k, clamp_quantile),
                               _cknna_layer(Y, "Y", k, clamp_quantile))
@@ -1237,15 +1299,21 @@ def similarity(X: Any, Y: Any, measure: str, **kw: Any) -> float:
 Layers = Sequence[Any] | Mapping[Any, Any]
 
 
-def _named_layers(layers: Layers, label: str,
-                  floats: bool = False) -> tuple[list[Any], list[np.ndarray]]:
-    """Names and validated arrays; ``floats`` keeps float32 layers float32 (no copy)."""
+def _layer_names(layers: Layers, label: str) -> tuple[list[Any], list[Any]]:
+    """Names and the layers as given (lists: indices; dicts and ``Activations``: their keys)."""
     if hasattr(layers, "layer_ids") and hasattr(layers, "layers"):  # Activations: real layer ids
         layers = dict(zip(layers.layer_ids, layers.layers))
     names = list(layers.keys()) if isinstance(layers, Mapping) else list(range(len(layers)))
     arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
     if not arrays:
         raise ValueError(f"{label} holds no layers")
+    return names, arrays
+
+
+def _named_layers(layers: Layers, label: str,
+                  floats: bool = False) -> tuple[list[Any], list[np.ndarray]]:
+    """Names and validated arrays; ``floats`` keeps float32 layers float32 (no copy)."""
+    names, arrays = _layer_names(layers, label)
     check = _validated_floats if floats else _validated
     return names, [check(X, f"{label}[{name!r}]") for name, X in zip(names, arrays)]
 
@@ -1285,7 +1353,7 @@ def _pair_values(spec: Measure, arrays_a: list[np.ndarray], arrays_b: list[np.nd
 
 
 def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_linear_debiased",
-                      **kw: Any) -> pd.DataFrame:
+                      *, backend: str = "numpy", device: Any = None, **kw: Any) -> pd.DataFrame:
     """``measure`` between every layer of ``layers_a`` and every layer of ``layers_b``.
 
     Layers are lists (names = indices) or dicts ``name -> (n, d_l)`` arrays, all over the same
@@ -1302,23 +1370,41 @@ def similarity_matrix(layers_a: Layers, layers_b: Layers, measure: str = "cka_li
     float32 layer. Peak memory beyond the inputs: feature form ``<= ~200 MiB`` (a 64 MiB buffer of
     centred row blocks and ``<= 128 MiB`` of float64 ``d_i x Σ d_j`` accumulators, more only when
     one A layer alone needs more) plus ``8 n`` bytes per layer; Gram form a centred copy of every
-    layer (its dtype) plus 16 MiB of band buffer per layer. ``mutual_knn`` and ``cknna`` search
+    layer (its dtype) plus 4 MiB of float32 band buffer per layer (8 MiB float64). ``mutual_knn`` and ``cknna`` search
     each layer's neighbours by row blocks (one layer's float32 unit rows, ``4 n d`` bytes, and a
     32 MiB score block at a time) and keep ``O(n k)`` per layer. RBF CKA holds every layer's
     ``(n, n)`` float64 Gram at once (``8 n² (La + Lb)`` bytes); for very large n use
     ``MinibatchCKA``. Minibatch CKA is never picked automatically: it estimates a different
     quantity (a mean over batches), and the full-``n`` feature form costs about as much.
+
+    ``device="cuda" | "cpu" | "auto"`` (or ``backend="torch"``, device ``"auto"``) computes the
+    linear and RBF CKA family, ``mutual_knn`` and ``cknna`` with torch on that device
+    (:mod:`resonance.backend`: same values to ~1e-9, same memory bounds; torch tensors already on
+    the device are not copied); the default ``backend="numpy"`` is the path described above.
     """
     from .measures import check_options
     spec = _measure(measure)
     check_options(measure, kw)
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'torch'")
     same, floats = layers_b is layers_a, _keeps_float32(spec)
+    if backend == "torch" or device is not None:
+        from . import backend as torch_backend
+        names_a, raw_a = _layer_names(layers_a, "layers_a")
+        names_b, raw_b = (names_a, None) if same else _layer_names(layers_b, "layers_b")
+        values = torch_backend.pair_values(measure, raw_a, raw_b,
+                                           "auto" if device is None else device, **kw)
+        return _table(names_a, names_b, measure, values)
     names_a, arrays_a = _named_layers(layers_a, "layers_a", floats)
     names_b, arrays_b = (names_a, arrays_a) if same else _named_layers(layers_b, "layers_b", floats)
     counts = {X.shape[0] for X in arrays_a + arrays_b}
     if len(counts) > 1:
         raise ValueError(f"all layers must hold the same stimuli, got row counts {sorted(counts)}")
-    values = _pair_values(spec, arrays_a, arrays_b, same, kw)
+    return _table(names_a, names_b, measure, _pair_values(spec, arrays_a, arrays_b, same, kw))
+
+
+def _table(names_a: list[Any], names_b: list[Any], measure: str,
+           values: np.ndarray) -> pd.DataFrame:
     rows = [(name_a, name_b, _depth(i, len(names_a)), _depth(j, len(names_b)), measure,
              float(values[i, j]))
             for i, name_a in enumerate(names_a) for j, name_b in enumerate(names_b)]

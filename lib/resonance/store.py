@@ -148,10 +148,11 @@ def cached(name: str, profile: str, config: Mapping[str, Any], compute: Compute,
             "long: run `make reproduce` (everything) or re-run the notebook with force=True."
         )
     check_writable(folder)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     tables, meta = compute(config)
     wall = time.perf_counter() - start
-    write(folder, tables, meta, _provenance(name, profile, config, wanted, wall))
+    write(folder, tables, meta, _provenance(name, profile, config, wanted, wall,
+                                            _cpu_seconds() - cpu))
     return load(name, profile)
 
 
@@ -328,7 +329,16 @@ def _read_json(path: Path) -> dict:
                      fix=f"delete {path.parent} or re-run with force=True")
 
 
-def _provenance(name: str, profile: str, config: dict, digest: str, wall: float) -> dict:
+def _cpu_seconds() -> float:
+    """User + system seconds of this process and its finished children."""
+    import resource
+
+    return sum(getattr(resource.getrusage(who), field) for who in
+               (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for field in ("ru_utime", "ru_stime"))
+
+
+def _provenance(name: str, profile: str, config: dict, digest: str, wall: float,
+                cpu: float | None = None) -> dict:
     return {
         "name": name,
         "profile": profile,
@@ -344,6 +354,7 @@ def _provenance(name: str, profile: str, config: dict, digest: str, wall: float)
         },
         "numerics": numeric_environment(),
         "wall_time_s": round(wall, 2),
+        **({} if cpu is None else {"cpu_time_s": round(cpu, 2)}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -263,7 +263,7 @@ def _vocab_size(config: TrainConfig, tokenizer: Any) -> int:
 
 
 def _batch(stream: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tensor:
-    return stream[starts[:, None] + torch.arange(width)]
+    return stream[starts[:, None] + torch.arange(width, device=stream.device)]
 
 
 def _val_windows(val: np.ndarray, config: TrainConfig) -> torch.Tensor:
@@ -407,7 +407,8 @@ def _progress_disabled(progress: bool) -> bool:
 def train(config: TrainConfig, *, force: bool = False, progress: bool = True,
           model_factory: ModelFactory | None = None,
           callback: Callable[[int, dict], None] | None = None,
-          resume_every: int | None = 200, threads: int | None = None) -> TrainedModel:
+          resume_every: int | None = 200, threads: int | None = None,
+          device: str | None = None) -> TrainedModel:
     """Train ``config`` (or load its finished run from the cache) and return the result.
 
     ``force=True`` deletes any stored run (finished or partial) and trains from scratch.
@@ -416,23 +417,29 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True,
     saved state. ``resume_every`` (steps) adds resumable saves between checkpoints; it does not
     change the result and is not part of the key. ``threads`` sets torch's intra-op threads
     for the run (restored afterwards); bitwise repeatability holds at a fixed thread count, and
-    the smallest models train fastest on one thread.
+    the smallest models train fastest on one thread. ``device`` (``"cpu"``, the default,
+    ``"cuda"`` or ``"auto"``) trains there with the same code: the model is initialised on the
+    CPU and moved, batches are drawn by the CPU generator, CUDA runs use deterministic
+    algorithms, so a run is repeatable per device (not bitwise across devices); the device is
+    recorded in ``complete.json``; stored checkpoints load to the CPU.
     """
+    from .backend import resolve_device
+    device = resolve_device("cpu" if device is None else device)
     if threads is None:
         with run_lock(config):
-            return _train(config, force, progress, model_factory, callback, resume_every)
+            return _train(config, force, progress, model_factory, callback, resume_every, device)
     old = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
         with run_lock(config):
-            return _train(config, force, progress, model_factory, callback, resume_every)
+            return _train(config, force, progress, model_factory, callback, resume_every, device)
     finally:
         torch.set_num_threads(old)
 
 
 def _train(config: TrainConfig, force: bool, progress: bool,
            model_factory: ModelFactory | None, callback: Callable[[int, dict], None] | None,
-           resume_every: int | None) -> TrainedModel:
+           resume_every: int | None, device: torch.device = torch.device("cpu")) -> TrainedModel:
     if model_factory is None and config.family not in models.families():
         raise ValueError(f"unknown model family {config.family!r}; known families: "
                          f"{', '.join(models.families())} (or pass model_factory=)")
@@ -451,12 +458,16 @@ def _train(config: TrainConfig, force: bool, progress: bool,
                          f"window of context + 1 = {config.context + 1}")
     if int(train_np.max()) >= vocab:
         raise ValueError(f"token ids reach {int(train_np.max())} but the vocabulary has {vocab}")
-    train_stream = torch.from_numpy(np.asarray(train_np, dtype=np.int64))
-    val_windows = _val_windows(val_np, config)
+    if device.type == "cuda":  # repeatable on the GPU: deterministic kernels, fixed workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    train_stream = torch.from_numpy(np.asarray(train_np, dtype=np.int64)).to(device)
+    val_windows = _val_windows(val_np, config).to(device)
     n_starts = len(train_stream) - config.context  # windows of context + 1 tokens
 
     seed_everything(config.seed)
-    model = _make_model(config, vocab, model_factory)
+    model = _make_model(config, vocab, model_factory).to(device)
     model.train()
     optimizer = _optimizer(model, config)
     gen = torch.Generator().manual_seed(config.seed)
@@ -510,7 +521,7 @@ def _train(config: TrainConfig, force: bool, progress: bool,
     try:
         while step < config.n_steps:
             lr = lr_at(config, step)
-            starts = torch.randint(0, n_starts, (config.batch_size,), generator=gen)
+            starts = torch.randint(0, n_starts, (config.batch_size,), generator=gen).to(device)
             loss = _step(model, optimizer, _batch(train_stream, starts, config.context + 1),
                          lr, config.grad_clip)
             if not math.isfinite(loss):
@@ -543,7 +554,7 @@ def _train(config: TrainConfig, force: bool, progress: bool,
                 n_steps=config.n_steps, steps_this_session=trained, wall_time_s=round(wall, 3),
                 tokens_per_s=(round(trained * config.tokens_per_step / wall, 1)
                               if wall > 0 and trained else None),
-                threads=torch.get_num_threads(), resumed_from=start_step,
+                threads=torch.get_num_threads(), device=str(device), resumed_from=start_step,
                 final_val_loss=history[-1]["val_loss"], numerics=_numerics())
     _write_json(folder / "complete.json", info)
     resume.unlink(missing_ok=True)
@@ -662,7 +673,7 @@ def _fix(folder: Path) -> str:
 
 def _torch_load(path: Path, fix: str, **kwargs) -> Any:
     try:
-        return torch.load(path, **kwargs)
+        return torch.load(path, **{"map_location": "cpu", **kwargs})
     except Exception as err:  # RuntimeError (zip reader), EOFError, UnpicklingError, ...
         raise CorruptRunError(f"{path} is damaged ({type(err).__name__}: {str(err)[:200]}); "
                               f"{fix}") from None
