@@ -21,7 +21,8 @@ from .stats import permutation_p
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["standardise", "retrieval", "train_towers", "linear_map_retrieval", "positive_control"]
+__all__ = ["standardise", "retrieval", "train_towers", "linear_map_retrieval", "positive_control",
+           "control_summary", "transfer_retrieval", "transfer_summary"]
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -157,3 +158,81 @@ def positive_control(layers_x: Sequence[np.ndarray], layers_y: Sequence[np.ndarr
                      "towers_top1": ret["top1"], "towers_top5": ret["top5"],
                      "chance": prh.chance(len(te)), "chance_top1": 1 / len(te)})
     return pd.DataFrame(rows)
+
+
+def control_summary(table: "pandas.DataFrame") -> dict:
+    """Scalars of :func:`positive_control`: mean and 95% CI over seeds of the towers' and the
+    inputs' scores, and the towers' gain over the inputs' best layer pair."""
+    from .stats import mean_ci
+
+    meta = {}
+    for col in ("towers_knn", "inputs_knn", "inputs_grid_knn", "towers_cka", "inputs_cka",
+                "towers_top1"):
+        meta[col], meta[f"{col}_low"], meta[f"{col}_high"] = mean_ci(table[col])
+    return {**meta, "towers_seeds": int(len(table)), "towers_n_test": int(table["n_test"].iloc[0]),
+            "towers_chance_top1": float(table["chance_top1"].iloc[0]),
+            "towers_p_max": float(table["towers_p"].max()),
+            "towers_gain": float((table["towers_knn"] / table["inputs_grid_knn"]).mean()),
+            "unimodal_share_of_towers": float((table["inputs_grid_knn"] / table["towers_knn"]).mean())}
+
+
+def transfer_retrieval(feats_v: Mapping[str, Sequence[np.ndarray]],
+                       feats_t: Mapping[str, Sequence[np.ndarray]], sources: Sequence[str],
+                       texts: Sequence[str], model_pairs: Sequence[tuple[str, str]],
+                       n_draws: int = 99, seed: int = 0, fit_source: str = "emoji",
+                       test_source: str = "tuxpaint"):
+    """Does a linear image -> text map transfer across sources? Per model pair, layers chosen
+    by the PRH grid on the ``fit_source`` rows only, a ridge map (:func:`linear_map_retrieval`)
+    fitted there and scored by caption retrieval on the ``test_source`` rows, against chance and
+    ``n_draws`` shuffled-pair maps. Returns ``(rows, examples)``: one row per pair, and the first
+    pair's top-3 retrieved captions (``texts``) for each test item."""
+    import pandas as pd
+
+    from . import prh
+
+    sources = np.asarray(sources)
+    fit, test = np.flatnonzero(sources == fit_source), np.flatnonzero(sources == test_source)
+    if len(fit) < 20 or len(test) < 10:
+        raise ValueError(f"the transfer check needs >= 20 {fit_source} and >= 10 {test_source} "
+                         f"pairs, got {len(fit)} and {len(test)}: use more pairs")
+    rows, examples = [], []
+    rng = np.random.default_rng([seed, 0xF17])
+    perms = [rng.permutation(len(fit)) for _ in range(n_draws)]
+    for v, t in model_pairs:
+        sel = prh.grid_alignment([prh.neighbours(x[fit]) for x in feats_v[v]],
+                                 [prh.neighbours(y[fit]) for y in feats_t[t]])
+        X, Y = feats_v[v][sel.best[0]], feats_t[t][sel.best[1]]
+        real = linear_map_retrieval(X[fit], Y[fit], X[test], Y[test], perms=perms)
+        null5, null1 = real["null_top5"], real["null_top1"]
+        rows.append({"vision": v, "text": t, "layer_v": sel.best[0] + 1,
+                     "layer_t": sel.best[1] + 1, "alpha": real["alpha"],
+                     "n_fit": len(fit), "n_test": len(test),
+                     "top1": real["top1"], "top5": real["top5"],
+                     "median_rank": real["median_rank"],
+                     "chance_top1": 1 / len(test), "chance_top5": 5 / len(test),
+                     "shuffled_top5_mean": float(null5.mean()),
+                     "shuffled_top5_high": float(np.quantile(null5, 0.95)),
+                     "shuffled_top1_mean": float(null1.mean()),
+                     "p_top5": real["p_top5"], "p_top1": real["p_top1"]})
+        if (v, t) == tuple(model_pairs[0]):
+            top = np.argsort(-real["scores"], axis=1, kind="stable")[:, :3]
+            for row, item in enumerate(test):
+                examples.append({"item": int(item), "caption": texts[item],
+                                 "rank": int(real["ranks"][row]),
+                                 **{f"retrieved_{r + 1}": texts[test[top[row, r]]]
+                                    for r in range(3)}})
+    return pd.DataFrame(rows), pd.DataFrame(examples)
+
+
+def transfer_summary(table: "pandas.DataFrame") -> dict:
+    """Scalars of :func:`transfer_retrieval`: its first pair's scores, how many pairs beat
+    their shuffled maps (p <= 0.05), and the best pair."""
+    f0, best = table.iloc[0], table.loc[table["top5"].idxmax()]
+    return {"func_top5": float(f0["top5"]), "func_top1": float(f0["top1"]),
+            "func_chance_top5": float(f0["chance_top5"]),
+            "func_shuffled_top5": float(f0["shuffled_top5_mean"]),
+            "func_p": float(f0["p_top5"]), "func_n_test": int(f0["n_test"]),
+            "func_median_rank": float(f0["median_rank"]),
+            "func_pairs_significant": int((table["p_top5"] <= 0.05).sum()),
+            "func_pairs": int(len(table)), "func_best_top5": float(table["top5"].max()),
+            "func_best_pair": f"{best['vision']} → {best['text']}"}

@@ -310,7 +310,33 @@ def positional_resonance(tokens_a, tokens_b, positions: Sequence[int],
 
 
 __all__ = [
-    "global_resonance", "local_resonance", "similarity_matrix", "best_layer_map",
+    "global_resonance", "pair_topology", "local_resonance", "similarity_matrix", "best_layer_map",
     "depth_trajectory", "layer_identification", "positional_resonance", "gaussian_like",
     "best_layer_resonance", "null_sample",
 ]
+
+
+def pair_topology(X, Y, groups: Sequence[str], *, n_boot: int, n_null: int, subsample: int,
+                  n_subsamples: int, min_items: int, local_null: int, seed: int = 0,
+                  clamp_quantile: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Topology and locality of one paired layer: :func:`global_resonance` by RTD and the H1
+    persistence-diagram distance (``n_subsamples`` subsamples of ``subsample`` points), and
+    :func:`local_resonance` (debiased CKA, mutual k-NN clamped at ``clamp_quantile``, with
+    ``local_null`` null draws) within each group of at least ``min_items`` rows (its size in
+    ``n_items``)."""
+    kwargs = {"rtd": {"n_subsamples": n_subsamples, "subsample_size": subsample},
+              "persistence_distance": {"n_subsamples": n_subsamples, "max_points": subsample}}
+    glob = global_resonance(X, Y, ("rtd", "persistence_distance"), n_boot=n_boot,
+                            n_null=n_null, seed=seed, measure_kwargs=kwargs)
+    groups = np.asarray(groups)
+    names, counts = np.unique(groups, return_counts=True)
+    keep = np.isin(groups, names[counts >= min_items])
+    if not keep.any():
+        raise ValueError(f"no group has {min_items} items for local resonance: lower "
+                         f"min_items or use more stimuli")
+    local = local_resonance(
+        X[keep], Y[keep], groups[keep], ("cka_linear_debiased", "mutual_knn"),
+        min_items=min_items, n_boot=0, n_null=local_null, seed=seed,
+        measure_kwargs={"mutual_knn": {"clamp_quantile": clamp_quantile}})
+    sizes = dict(zip(names, counts))
+    return glob, local.assign(n_items=[int(sizes[c]) for c in local["concept"]])
