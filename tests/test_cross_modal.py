@@ -174,3 +174,84 @@ def test_spearman_ci():
     assert np.isnan(stats.spearman_ci([1, 2], [1, 2])[0])
     with pytest.raises(ValueError, match="same length"):
         stats.spearman_ci([1, 2, 3], [1, 2])
+
+
+def test_validate_config_accepts_every_profile_and_rejects_unsound_settings():
+    from resonance.experiments.common import profile_config
+    for profile in ("smoke", "paper", "hub"):
+        cm.validate_config(profile_config(cm.SIZES, profile, 0, {}, cm.VERSION))
+    good = profile_config(cm.SIZES, "smoke", 0, {}, cm.VERSION)
+    with pytest.raises(ValueError, match="vision must be"):
+        cm.validate_config({**good, "vision": ["minilm"]})
+    with pytest.raises(ValueError, match="zoo names or hub ids"):
+        cm.validate_config({**good, "text": ["no-such-model"]})
+    with pytest.raises(ValueError, match=">= 99 null draws"):
+        cm.validate_config({**good, "functional_draws": 19})
+    with pytest.raises(ValueError, match="sweep sizes"):
+        cm.validate_config({**good, "sweep": [8, 64]})
+    with pytest.raises(ValueError, match="train_fraction"):
+        cm.validate_config({**good, "contrastive": {**good["contrastive"], "train_fraction": 1}})
+    with pytest.raises(ValueError, match="vision must be"):
+        cm.run("smoke", vision=["efficientnet-b7"])
+
+
+def test_control_summary_of_the_towers():
+    meta = contrastive.control_summary(_tables()["contrastive"])
+    assert meta["towers_knn"] == pytest.approx(0.42) and meta["towers_seeds"] == 5
+    assert meta["towers_knn_low"] < 0.42 < meta["towers_knn_high"]
+    assert meta["unimodal_share_of_towers"] == pytest.approx(np.mean([0.1 / (0.4 + 0.01 * s)
+                                                                      for s in range(5)]))
+
+
+def test_transfer_retrieval_finds_a_shared_map_and_not_a_broken_one():
+    rng = np.random.default_rng(4)
+    Z = rng.standard_normal((60, 5))
+    feats_v = {"v": [Z @ rng.standard_normal((5, 8)) + 0.05 * rng.standard_normal((60, 8))]}
+    feats_t = {"t": [Z @ rng.standard_normal((5, 6))], "noise": [rng.standard_normal((60, 6))]}
+    sources = ["emoji"] * 40 + ["tuxpaint"] * 20
+    texts = [f"caption {i}" for i in range(60)]
+    rows, examples = contrastive.transfer_retrieval(feats_v, feats_t, sources, texts,
+                                                    [("v", "t"), ("v", "noise")], 99, 0)
+    assert list(rows.text) == ["t", "noise"] and (rows.n_fit == 40).all()
+    assert rows.top5.iloc[0] > 0.9 and rows.p_top5.iloc[0] == pytest.approx(0.01)
+    assert rows.p_top5.iloc[1] > 0.05
+    assert len(examples) == 20 and (examples.caption == examples.retrieved_1).mean() > 0.5
+    meta = contrastive.transfer_summary(rows)
+    assert meta["func_pairs_significant"] == 1 and meta["func_best_pair"] == "v → t"
+    with pytest.raises(ValueError, match=">= 20 emoji"):
+        contrastive.transfer_retrieval(feats_v, feats_t, ["emoji"] * 10 + ["tuxpaint"] * 50,
+                                       texts, [("v", "t")])
+
+
+def test_model_features_of_baselines_and_networks(monkeypatch):
+    from resonance import stimuli
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    images[2] = 255
+    stims = stimuli.Stimuli("toy", ["a", "b", "a", "c"], images, ["x", "y", "x", "z"])
+    feats = baselines.model_features([{"name": "pixels", "kind": "pixels"}], stims,
+                                     load=None, pixels=2)
+    assert feats["pixels"][0].shape == (4, 12)
+    assert feats["pixels"][0][2].min() == pytest.approx(1.0) and feats["pixels"][0][0].max() == 0
+    seen = []
+    monkeypatch.setattr(baselines, "static_features", lambda texts: seen.append(list(texts))
+                        or np.array([[len(t), ord(t[0])] for t in texts], float))
+    static = baselines.model_features([{"name": "w", "kind": "static"}], stims, load=None,
+                                      texts=["cat", "dog", "cat", "sun"])["w"][0]
+    assert seen == [["cat", "dog", "sun"]]  # repeated texts extracted once
+    np.testing.assert_array_equal(static, [[3, 99], [3, 100], [3, 99], [3, 115]])
+
+
+def test_competence_summary_gates_the_ladder_before_comparing():
+    comp = pd.DataFrame({"text": ["lm0", "lm1", "g1", "g2"],
+                         "kind": ["pretrained", "pretrained", "inhouse", "inhouse"],
+                         "bpb": [1.0, 2.0, 3.0, 4.0], "val_ppl": [np.nan, np.nan, 50.0, 90.0],
+                         "unigram_ppl": [np.nan, np.nan, 100.0, 100.0],
+                         "ppl_gate": [True, True, True, False]})
+    cap = pd.DataFrame({"vision": "v", "vision_kind": "pretrained", "text": comp.text,
+                        "knn": [0.1, 0.08, 0.05, 0.2]})
+    meta = baselines.competence_summary(comp, cap, real_knn_mean=0.1, ppl_gate=0.8)
+    assert meta["ladder_n"] == 2 and meta["ladder_gate_passed"] == 1
+    assert meta["ladder_failed"] == ["g2"] and meta["ladder_ppl_ratio_max"] == pytest.approx(0.9)
+    assert meta["ladder_share"] == pytest.approx(1.25)
+    assert meta["n_lms"] == 3 and meta["lm_best"] == "lm0" and meta["lm_best_aligns_most"]
+    assert meta["competence_rho"] == pytest.approx(1.0)

@@ -133,3 +133,20 @@ def test_interval_is_centred_on_the_value_for_size_dependent_measures():
     for row in table.itertuples():
         assert row.ci_low < row.value < row.ci_high
         assert row.value - row.ci_low == pytest.approx(row.ci_high - row.value)
+
+
+def test_pair_topology_keeps_groups_large_enough_and_counts_them():
+    rng = np.random.default_rng(6)
+    shared = rng.standard_normal((30, 6))
+    X = np.vstack([shared, rng.standard_normal((12, 6))])
+    Y = np.vstack([shared @ _rotation(6, rng), rng.standard_normal((12, 6))])
+    groups = ["shared"] * 30 + ["small"] * 12
+    glob, local = metrics.pair_topology(X, Y, groups, n_boot=0, n_null=9, subsample=20,
+                                        n_subsamples=1, min_items=15, local_null=19, seed=0)
+    assert sorted(glob["measure"]) == ["persistence_distance", "rtd"]
+    assert set(local["concept"]) == {"shared"} and set(local["n_items"]) == {30}
+    knn = local.set_index("measure").loc["cka_linear_debiased"]
+    assert knn["value"] > 0.9 and knn["p_value"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no group has 40 items"):
+        metrics.pair_topology(X, Y, groups, n_boot=0, n_null=9, subsample=20, n_subsamples=1,
+                              min_items=40, local_null=19)

@@ -1,6 +1,7 @@
 """The PRH protocol helpers (resonance.prh): grid of mutual k-NN and nulls for its maximum."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from resonance import prh, similarity
@@ -54,3 +55,65 @@ def test_bad_shapes_are_errors():
         prh.knn_grid([prh.neighbours(A[0])], [prh.neighbours(B[0], k=5)])
     with pytest.raises(ValueError, match="permutation of 120"):
         prh.grid_alignment([prh.neighbours(A[0])], [prh.neighbours(B[0])], [np.arange(5)])
+
+
+def _pair_feats(n=80):
+    A, B = _layers(5, n)
+    feats_v = {"vis": A, "vis-random": [np.random.default_rng(9).standard_normal((n, 20))]}
+    feats_t = {"txt": B}
+    kinds = {"vis": "pretrained", "vis-random": "random", "txt": "pretrained"}
+    return feats_v, feats_t, kinds
+
+
+def test_alignment_row_is_the_grid_maximum_with_cka_at_its_layers():
+    A, B = _layers(2, 80)
+    nb_a, nb_b = prh.neighbour_sets({"a": A})["a"], prh.neighbour_sets({"b": B})["b"]
+    perms = prh.shuffles(80, 19, seed=1)
+    row = prh.alignment_row(nb_a, nb_b, A, B, perms)
+    grid = prh.knn_grid(nb_a, nb_b)
+    i, j = np.unravel_index(np.argmax(grid), grid.shape)
+    assert row["knn"] == pytest.approx(grid.max()) and (row["layer_v"], row["layer_t"]) == (i + 1, j + 1)
+    assert row["layer_t"] == 1  # B's least noisy layer
+    assert row["cka"] == pytest.approx(similarity.cka(A[i], B[j], debiased=True))
+    assert row["knn_p"] == pytest.approx(1 / 20) and row["knn_null_high"] < row["knn"]
+    assert row["knn_last"] == pytest.approx(grid[-1, -1]) and row["chance"] == pytest.approx(10 / 79)
+
+
+def test_alignment_tables_rows_controls_and_summary():
+    feats_v, feats_t, kinds = _pair_feats()
+    labels = np.repeat(["a", "b", "c", "d"], 20)
+    tables = prh.alignment_tables(feats_v, feats_t, {"txt": feats_t["txt"]}, kinds, labels, 19, 0)
+    pairs, within = tables["pairs"], tables["within_category"]
+    assert list(zip(pairs.vision, pairs.text_input)) == [("vis", "caption"), ("vis-random", "caption"),
+                                                         ("vis", "category_name")]
+    assert list(within.vision) == ["vis"] and within.within_mean.iloc[0] < pairs.knn.iloc[0]
+    meta = prh.alignment_summary(pairs, within, ("vis", "txt"))
+    assert meta["primary_vision"] == "vis" and meta["n_real_pairs"] == 1
+    assert meta["random_vision_knn"] == pytest.approx(pairs.knn.iloc[1])
+    assert meta["random_vision_knn"] < meta["knn"]
+    assert np.isnan(meta["pixels_knn"]) and meta["name_ratio"] == pytest.approx(1.0)
+    assert meta["within_share"] == pytest.approx(
+        (within.within_mean.iloc[0] - pairs.knn_null_mean.iloc[0])
+        / (pairs.knn.iloc[0] - pairs.knn_null_mean.iloc[0]))
+
+
+def test_size_sweep_draws_subsets_and_summary_compares_ends():
+    feats_v, feats_t, kinds = _pair_feats()
+    pairs = prh.alignment_tables(feats_v, feats_t, {}, kinds, np.zeros(80), 1, 0)["pairs"]
+    sweep = prh.size_sweep(feats_v, feats_t, pairs, [("vis", "txt")], [20, 40, None], 3, 0)
+    assert sweep.groupby("n").size().to_dict() == {20: 3, 40: 3, 80: 1}
+    full = sweep[sweep.n == 80].iloc[0]
+    assert full.knn == pytest.approx(pairs.knn.iloc[0]) and full.knn_shuffled < full.knn
+    meta = prh.sweep_summary(sweep, "vis", "txt")
+    assert (meta["sweep_n_min"], meta["sweep_n_max"]) == (20, 80)
+    assert meta["sweep_knn_all"] == pytest.approx(full.knn)
+    assert meta["sweep_ratio_all"] == pytest.approx(full.knn / (10 / 79))
+
+
+def test_order_summary_counts_text_models_that_follow_the_order():
+    pairs = pd.DataFrame({"vision": ["v0", "v1", "v2"] * 2, "text": ["a"] * 3 + ["b"] * 3,
+                          "knn": [0.1, 0.2, 0.3, 0.3, 0.1, 0.2]})
+    meta = prh.order_summary(pairs, {"v0": 1.0, "v1": 2.0, "v2": 3.0})
+    assert meta["vision_order_increasing"] == 1 and meta["vision_order_n"] == 2
+    assert meta["vision_order_rho_mean"] == pytest.approx((1.0 - 0.5) / 2)
+    assert prh.order_summary(pairs, {"v0": 1.0, "v1": 2.0})["vision_order_n"] == 0

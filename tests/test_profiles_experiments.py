@@ -2,11 +2,12 @@
 
 import pytest
 
-from resonance.experiments import (architecture, finetuning_topology, resonance_transformer,
+from resonance.experiments import (architecture, cross_modal, finetuning_topology,
+                                   resonance_transformer,
                                    scale, tour)
 from resonance.experiments.common import profile_config
 
-MODULES = [tour, scale, architecture, resonance_transformer, finetuning_topology]
+MODULES = [tour, scale, architecture, resonance_transformer, finetuning_topology, cross_modal]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.NAME)
