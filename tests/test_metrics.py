@@ -69,11 +69,16 @@ def test_gaussian_like_matches_shape_mean_and_total_variance():
     assert G.var(0).sum() == pytest.approx(Y.var(0).sum(), rel=0.1)
 
 
+def _shared_then_unrelated(seed, d, n_other, n_shared=30):
+    """X, Y: ``n_shared`` rows related by a rotation, then ``n_other`` unrelated rows."""
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal((n_shared, d))
+    X = np.vstack([shared, rng.standard_normal((n_other, d))])
+    return X, np.vstack([shared @ _rotation(d, rng), rng.standard_normal((n_other, d))])
+
+
 def test_local_resonance_finds_the_concept_the_models_share():
-    rng = np.random.default_rng(5)
-    shared = rng.standard_normal((30, 10))
-    X = np.vstack([shared, rng.standard_normal((30, 10))])
-    Y = np.vstack([shared @ _rotation(10, rng), rng.standard_normal((30, 10))])
+    X, Y = _shared_then_unrelated(5, 10, 30)
     labels = ["shared"] * 30 + ["unrelated"] * 30
     table = metrics.local_resonance(X, Y, labels, n_boot=5, n_null=20).set_index("concept")
     assert table.loc["shared", "value"] > 0.9 > 0.3 > table.loc["unrelated", "value"]
@@ -136,10 +141,7 @@ def test_interval_is_centred_on_the_value_for_size_dependent_measures():
 
 
 def test_pair_topology_keeps_groups_large_enough_and_counts_them():
-    rng = np.random.default_rng(6)
-    shared = rng.standard_normal((30, 6))
-    X = np.vstack([shared, rng.standard_normal((12, 6))])
-    Y = np.vstack([shared @ _rotation(6, rng), rng.standard_normal((12, 6))])
+    X, Y = _shared_then_unrelated(6, 6, 12)
     groups = ["shared"] * 30 + ["small"] * 12
     glob, local = metrics.pair_topology(X, Y, groups, n_boot=0, n_null=9, subsample=20,
                                         n_subsamples=1, min_items=15, local_null=19, seed=0)
