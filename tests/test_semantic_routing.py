@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from resonance.experiments import semantic_routing as sr
-from resonance.experiments.resonance_transformer import run_gates
+from resonance.runs import plateau_gates
 
 
 def _tables(sra_shift=0.0, n_seeds=5, plateau=True, seed=0):
@@ -41,7 +41,8 @@ def _tables(sra_shift=0.0, n_seeds=5, plateau=True, seed=0):
                     cka.append({"arm": arm, "layer": 0, "seed_a": a, "seed_b": b,
                                 "cka": 0.8 + 0.01 * rng.standard_normal()})
     runs, curves = pd.DataFrame(runs), pd.DataFrame(curves)
-    gates = run_gates(runs, curves, 350.0, sr.MAX_UNIGRAM_RATIO, sr.PLATEAU_TOL, sr.PLATEAU_WINDOW)
+    gates = plateau_gates(runs, curves, 350.0, sr.MAX_UNIGRAM_RATIO, sr.PLATEAU_TOL,
+                          sr.PLATEAU_WINDOW)
     return {"runs": runs, "curves": curves, "gates": gates, "utilisation": pd.DataFrame(util),
             "specialisation": pd.DataFrame(spec), "anchors": pd.DataFrame(anchors),
             "cka": pd.DataFrame(cka)}

@@ -33,7 +33,7 @@ from .. import train as T
 from ..seeding import seed_everything
 from ..store import Bundle
 from .common import profile_config
-from .resonance_transformer import run_gates
+from ..runs import plateau_gates
 
 VERSION = 1
 NAME = "05_semantic_routing"
@@ -164,8 +164,8 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     runs = pd.DataFrame(runs)
     runs["unigram_ppl"] = T.unigram_perplexity(tc0)
     curves = pd.concat(curves, ignore_index=True)
-    gates = run_gates(runs, curves, float(runs.unigram_ppl.iloc[0]), MAX_UNIGRAM_RATIO,
-                      PLATEAU_TOL, PLATEAU_WINDOW)
+    gates = plateau_gates(runs, curves, float(runs.unigram_ppl.iloc[0]), MAX_UNIGRAM_RATIO,
+                          PLATEAU_TOL, PLATEAU_WINDOW)
     cka = [{"arm": arm, "layer": layer, "seed_a": a, "seed_b": b,
             "cka": similarity.cka(hidden[arm, a, layer], hidden[arm, b, layer], debiased=True)}
            for (arm, a, layer) in hidden for (arm2, b, layer2) in hidden
