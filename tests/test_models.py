@@ -194,7 +194,7 @@ def test_every_builtin_family_is_registered_without_importing_it_first():
             "print(','.join(train.models.families()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert out.split(",")[:4] == ["gpt2", "llama", "gru", "resonance_transformer"]
+    assert out.split(",")[:5] == ["gpt2", "llama", "gru", "resonance_transformer", "moe"]
 
 
 def test_building_a_rhyme_model_never_trains_a_tokenizer(tmp_path, monkeypatch):

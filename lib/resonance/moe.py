@@ -333,5 +333,3 @@ def build(vocab_size: int, d_model: int, n_layers: int, n_heads: int | None = No
     return MoELM(MoEConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
                            num_attention_heads=heads, max_position_embeddings=context, **kw))
 
-
-models.register(FAMILY, build, overwrite=True)

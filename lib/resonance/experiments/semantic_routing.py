@@ -33,7 +33,7 @@ from .. import train as T
 from ..seeding import seed_everything
 from ..store import Bundle
 from .common import profile_config
-from ..runs import plateau_gates
+from ..runs import plateau_gates, train_many
 
 VERSION = 1
 NAME = "05_semantic_routing"
@@ -138,6 +138,7 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     rng = np.random.default_rng([config["seed"], 0xC4A])
     cka_rows = np.sort(rng.choice(targets.size, min(config["n_cka_tokens"], targets.size), False))
     runs, curves, util, spec, anchors, hidden = [], [], [], [], [], {}
+    train_many([train_config(config, arm, s) for arm in ARMS for s in seeds_of(config, arm)])
     for arm in ARMS:
         for seed in seeds_of(config, arm):
             tc = train_config(config, arm, seed)

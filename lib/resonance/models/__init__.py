@@ -20,6 +20,8 @@ gru                    :class:`GRULM`: embedding -> ``n_layers`` stacked single-
                        :func:`matched_width`.
 resonance_transformer  :class:`~.resonance_lm.ResonanceLM`: the seed's phase-biased attention and
                        its ablations (see :mod:`.resonance_lm`).
+moe                    :class:`resonance.moe.MoELM`: seed 003's mixture of experts (cosine-anchor,
+                       linear or dense router; see :mod:`resonance.moe`).
 =====================  =========================================================================
 
 :data:`FAMILIES` names the first three, the architectures notebooks 01/02 compare; every
@@ -80,9 +82,20 @@ FAMILIES = ("gpt2", "llama", "gru")
 LADDER: tuple[tuple[int, int], ...] = ((32, 2), (64, 3), (128, 4), (192, 5), (256, 6))
 
 Builder = Callable[..., nn.Module]
-# The built-in families, registered here explicitly (no import side effects elsewhere).
+
+
+def _build_moe(**kw: Any) -> nn.Module:
+    """Seed 003's mixture-of-experts (:mod:`resonance.moe`), imported when first built."""
+    from ..moe import build
+
+    return build(**kw)
+
+
+# The built-in families, registered here explicitly (no import side effects elsewhere), so a
+# fresh process (a training worker) can build any of them.
 _REGISTRY: dict[str, Builder] = {"gpt2": hf.build_gpt2, "llama": hf.build_llama,
-                                 "gru": gru.build, resonance_lm.FAMILY: resonance_lm.build}
+                                 "gru": gru.build, resonance_lm.FAMILY: resonance_lm.build,
+                                 "moe": _build_moe}
 
 
 def register(family: str, builder: Builder, *, overwrite: bool = False) -> None:
