@@ -402,8 +402,8 @@ def seed_pair_bootstrap(values: Sequence[float], seeds_a: Sequence, seeds_b: Seq
     return point, float(low), float(high)
 
 
-def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 999, seed: int = 0,
-                ci: float = 0.95) -> tuple[float, float, float]:
+def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 999,
+                seed: int | Sequence[int] = 0, ci: float = 0.95) -> tuple[float, float, float]:
     """Spearman's rho of paired points (one per model) and a percentile bootstrap interval that
     resamples the points; nan for fewer than 3 points (draws with a constant side skipped)."""
     from scipy.stats import spearmanr

@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _stats
 
 from .. import activations, linear_maps, metrics, positions, similarity, steering, stimuli, store, zoo
 from ..seeding import seed_everything
-from ..stats import fmt, percentile_ci
+from ..stats import fmt, percentile_ci, spearman_ci
 from ..store import Bundle
 from .common import PPL_GATE, RECIPE, RECIPE_GATED, inhouse_model, profile_config, random_init_twin, unigram_baseline
 
@@ -269,12 +268,8 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
         per = pd.DataFrame(rows)
         j0 = min(per.layer_s, key=lambda j: abs(j / maps[maps.pair == pair].layer_s.max() - 0.5))
         i0 = int(per[per.layer_s == j0].sort_values("r2").layer_t.iloc[-1])
-        rho = float(_stats.spearmanr(per.r2, per.ratio).statistic) if len(per) > 2 else None
-        rb, rng = [], np.random.default_rng([seed, 0xC0])
-        for _ in range(n_boot if len(per) > 2 else 0):
-            pick = per.iloc[rng.integers(0, len(per), len(per))]
-            if pick.r2.nunique() > 1 and pick.ratio.nunique() > 1:
-                rb.append(_stats.spearmanr(pick.r2, pick.ratio).statistic)
+        rho, *rho_ci = (spearman_ci(per.r2, per.ratio, n_boot, seed=[seed, 0xC0])
+                        if len(per) > 2 else (None, None, None))
         meta["pairs"][pair] = {
             "n_pairs": int(tables["pairs"].set_index("pair").n_pairs[pair]),
             "best_r2": [float(best.r2.min()), float(best.r2.median()), float(best.r2.max())],
@@ -292,7 +287,7 @@ def summarise(tables: dict[str, pd.DataFrame], config: dict | None = None) -> di
             "reversed": _transfer(e, j0, i0, "mapped_reversed", n_boot, seed),
             "shuffled_map": _transfer(e, j0, i0, "shuffled_map", n_boot, seed),
             "cov_random_mean": float(e[(e.layer_s == j0) & (e.condition == "random_cov")].effect.mean()),
-            "quality_transfer_rho": rho, "rho_ci": list(percentile_ci(rb)) if rb else [None, None],
+            "quality_transfer_rho": rho, "rho_ci": rho_ci,
             "n_layer_pairs": int(len(per))}
     primary = "zoo" if "zoo" in meta["pairs"] else sorted(meta["pairs"])[0]
     p, tr = meta["pairs"][primary], meta["pairs"][primary]["transfer"]
