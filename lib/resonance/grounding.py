@@ -124,9 +124,7 @@ def model_bootstrap(statistic: Callable[[np.ndarray], float], names: Sequence,
     for _ in range(int(n_boot)):
         draw = np.concatenate([rng.choice(m, size=len(m), replace=True) for m in members])
         reps.append(statistic(draw))
-    reps = np.asarray(reps, float)
-    low, high = percentile_ci(reps[np.isfinite(reps)], ci) if np.isfinite(reps).any() else (
-        float("nan"), float("nan"))
+    low, high = percentile_ci(reps, ci)  # non-finite draws dropped; nan when none is left
     return float(statistic(np.arange(len(names)))), float(low), float(high)
 
 
@@ -138,12 +136,12 @@ def permutation_pvalue(S: np.ndarray, names: Sequence, reference: str, other: st
         raise ValueError(f"n_perm must be >= 99 for a p-value, got {n_perm}")
     groups = _group_of(names)
     keep = np.flatnonzero(np.isin(groups, [reference, other]))
-    observed = separation_auc(S[np.ix_(keep, keep)], groups[keep].tolist(), reference, other)
+    sub, labels = S[np.ix_(keep, keep)], groups[keep]
+    observed = separation_auc(sub, labels.tolist(), reference, other)
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(int(n_perm)):
-        shuffled = rng.permutation(groups[keep]).tolist()
-        hits += separation_auc(S[np.ix_(keep, keep)], shuffled, reference, other) >= observed
+        hits += separation_auc(sub, rng.permutation(labels).tolist(), reference, other) >= observed
     return (hits + 1) / (n_perm + 1)
 
 
