@@ -425,11 +425,9 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True,
     """
     from .backend import resolve_device
     device = resolve_device("cpu" if device is None else device)
-    if threads is None:
-        with run_lock(config):
-            return _train(config, force, progress, model_factory, callback, resume_every, device)
     old = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     try:
         with run_lock(config):
             return _train(config, force, progress, model_factory, callback, resume_every, device)
@@ -439,7 +437,7 @@ def train(config: TrainConfig, *, force: bool = False, progress: bool = True,
 
 def _train(config: TrainConfig, force: bool, progress: bool,
            model_factory: ModelFactory | None, callback: Callable[[int, dict], None] | None,
-           resume_every: int | None, device: torch.device = torch.device("cpu")) -> TrainedModel:
+           resume_every: int | None, device: torch.device) -> TrainedModel:
     if model_factory is None and config.family not in models.families():
         raise ValueError(f"unknown model family {config.family!r}; known families: "
                          f"{', '.join(models.families())} (or pass model_factory=)")
