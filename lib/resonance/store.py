@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -359,9 +359,10 @@ def _provenance(name: str, profile: str, config: dict, digest: str, wall: float,
     }
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(packages: Sequence[str] = TRACKED_PACKAGES) -> dict[str, str]:
+    """``{package: version}`` of the installed ``packages`` ("not installed" when absent)."""
     versions = {}
-    for package in TRACKED_PACKAGES:
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

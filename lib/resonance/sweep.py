@@ -287,15 +287,7 @@ def worker_environment() -> dict:
 
 
 def _versions() -> dict:
-    from importlib import metadata
-
-    versions = store.package_versions()
-    for package in ("dask", "distributed"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return store.package_versions((*store.TRACKED_PACKAGES, "dask", "distributed"))
 
 
 def check_environments(workers: Mapping[str, Mapping], reference: Mapping) -> None:
