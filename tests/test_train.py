@@ -295,7 +295,9 @@ def hold(step, record):  # the first job pauses mid-run until the test releases 
     while step == 3 and not force and not release.exists():
         time.sleep(0.05)
 run = T.train(config, progress=False, force=force, callback=hold)
-print(json.dumps({"checkpoints": [s for s, p in run.checkpoints if p.is_file()],
+# run.checkpoints is listed from disk while the lock is held; the files themselves may already
+# be gone by the time this prints (the waiting force=True job starts as soon as the lock frees)
+print(json.dumps({"checkpoints": [s for s, _ in run.checkpoints],
                   "steps": run.info["steps_this_session"],
                   "waited": any("waiting" in w for w in waited)}), flush=True)
 """
