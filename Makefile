@@ -87,10 +87,11 @@ test-offline: setup
 # Every committed result names the exact code that made it: reproduce refuses uncommitted
 # changes to tracked files (ALLOW_DIRTY=1 overrides, for development: provenance then says
 # +dirty) and pins the commit it checked, since the notebooks rewrite tracked outputs as they run.
+# Two notebooks at a time, one thread each (a model two of them need is trained once, under its lock).
 reproduce: check-clean setup-zoo
 	commit=$$(git rev-parse HEAD 2>/dev/null || echo unknown); \
 	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit=$$commit+dirty; fi; \
-	RESONANCE_GIT_COMMIT=$$commit $(PY) -m resonance.notebooks --profile paper --in-place --force
+	RESONANCE_GIT_COMMIT=$$commit $(PY) -m resonance.notebooks --profile paper --in-place --force --jobs 2
 	@$(MAKE) --no-print-directory paper
 
 check-clean:

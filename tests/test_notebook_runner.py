@@ -10,7 +10,7 @@ from resonance import notebooks
 def _fake_run(fail: set[str], seen: list):
     def run(command, env, capture_output, text):
         name = command[command.index("--only") + 1]
-        seen.append((name, env["OMP_NUM_THREADS"]))
+        seen.append((name, env["OMP_NUM_THREADS"], "--in-place" in command))
         return subprocess.CompletedProcess(command, 1 if name in fail else 0,
                                            stdout=f"log of {name}\n", stderr="")
     return run
@@ -21,8 +21,8 @@ def test_parallel_runs_every_notebook_single_threaded(monkeypatch, tmp_path, cap
     monkeypatch.setattr(notebooks.subprocess, "run", _fake_run(set(), seen))
     timings = notebooks.run_parallel("smoke", output=tmp_path, jobs=2, force=False)
     stems = [p.stem for p in notebooks.notebook_paths()]
-    assert sorted(name for name, _ in seen) == sorted(stems)
-    assert {threads for _, threads in seen} == {"1"}
+    assert sorted(name for name, *_ in seen) == sorted(stems)
+    assert {(threads, in_place) for _, threads, in_place in seen} == {("1", False)}
     assert [name for name, _ in timings] == [p.name for p in notebooks.notebook_paths()]
     assert f"log of {stems[-1]}" in capsys.readouterr().out
 
@@ -41,7 +41,17 @@ def test_jobs_must_be_positive(tmp_path):
         notebooks.run_parallel("smoke", output=tmp_path, jobs=0, force=False)
 
 
-def test_jobs_refused_for_in_place_runs(capsys):
-    with pytest.raises(SystemExit):
-        notebooks.main(["--profile", "smoke", "--in-place", "--jobs", "2"])
-    assert "--jobs needs --output" in capsys.readouterr().err
+def test_parallel_in_place_runs_each_child_in_place(monkeypatch):
+    """make reproduce: the committed notebooks, two at a time, each child writing in place."""
+    seen = []
+    monkeypatch.setattr(notebooks.subprocess, "run", _fake_run(set(), seen))
+    notebooks.main(["--profile", "paper", "--in-place", "--jobs", "2"])
+    assert len(seen) == len(notebooks.notebook_paths())
+    assert {(threads, in_place) for _, threads, in_place in seen} == {("1", True)}
+
+
+def test_exactly_one_destination(capsys):
+    for argv in (["--jobs", "2"], ["--in-place", "--output", "x"]):
+        with pytest.raises(SystemExit):
+            notebooks.main(["--profile", "smoke", *argv])
+        assert "exactly one of --output DIR or --in-place" in capsys.readouterr().err

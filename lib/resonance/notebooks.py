@@ -1,12 +1,13 @@
 """Execute the repository's notebooks headlessly with papermill, one after another.
 
     python -m resonance.notebooks --profile smoke --output build/smoke --jobs 2   # CI: copies
-    python -m resonance.notebooks --profile paper --in-place --force             # reproduce
+    python -m resonance.notebooks --profile paper --in-place --force --jobs 2    # reproduce
 
 Every notebook runs with the kernel ``python3`` and the working directory ``notebooks/``.
 ``--jobs N`` runs N notebooks at once, each in its own process with one BLAS/OpenMP thread
-(the notebooks share nothing but the locked caches); the paper profile keeps the default of
-one at a time, so committed results come from the thread count their provenance records.
+(the notebooks share nothing but the locked caches: a model two notebooks need is trained by
+the first to ask and loaded by the other, which waits on its lock); every result's provenance
+records the thread count it was computed with, so one thread per job is part of the record.
 ``--force`` sets ``RESONANCE_FORCE=1`` so every result is recomputed rather than read from
 ``results/`` (nothing is injected into the committed notebooks' parameters for the paper
 profile, so they keep re-running from committed results under nbval).
@@ -71,9 +72,10 @@ SINGLE_THREADED = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                            "OPENBLAS_NUM_THREADS")}
 
 
-def run_parallel(profile: str, *, output: Path, jobs: int, force: bool,
+def run_parallel(profile: str, *, output: Path | None, jobs: int, force: bool,
                  pattern: str = "*") -> list[tuple[str, float]]:
-    """Run the notebooks ``jobs`` at a time, each through this module in a child process.
+    """Run the notebooks ``jobs`` at a time, each through this module in a child process;
+    ``output=None`` runs them in place.
 
     Each child's log is printed whole when it finishes; the first failure is raised after the
     running ones end (finished notebooks are kept). Returns (name, seconds) in reading order.
@@ -84,8 +86,9 @@ def run_parallel(profile: str, *, output: Path, jobs: int, force: bool,
     env = {**os.environ, **SINGLE_THREADED}
 
     def one(notebook: Path) -> tuple[str, float, int, str]:
-        command = [sys.executable, "-m", "resonance.notebooks", "--profile", profile,
-                   "--output", str(output), "--only", notebook.stem]
+        target = ["--in-place"] if output is None else ["--output", str(output)]
+        command = [sys.executable, "-m", "resonance.notebooks", "--profile", profile, *target,
+                   "--only", notebook.stem]
         if force:
             command.append("--force")
         start = time.perf_counter()
@@ -120,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="recompute every result")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '01_*'")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="notebooks run at once (with --output only), one thread each")
+                        help="notebooks run at once, one thread each")
     args = parser.parse_args(argv)
+    if args.in_place == (args.output is not None):
+        parser.error("give exactly one of --output DIR or --in-place")
     if args.jobs != 1:
-        if args.output is None:
-            parser.error("--jobs needs --output: in-place runs write results that are committed")
-        run_parallel(args.profile, output=args.output, jobs=args.jobs, force=args.force,
-                     pattern=args.only)
+        run_parallel(args.profile, output=None if args.in_place else args.output,
+                     jobs=args.jobs, force=args.force, pattern=args.only)
     else:
         run(args.profile, output=args.output, in_place=args.in_place, force=args.force,
             pattern=args.only)
