@@ -828,10 +828,11 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
 
     The neighbours are those the float64 unit rows rank highest (ties to the lower index), found
     without an ``(n, n)`` matrix: row blocks of float32 scores (``_SCORE_ELEMENTS`` at a time)
-    give each row its ``2k + 8`` best candidates (:func:`_top_candidates`). A float32 score of
+    give each row its ``k + 1`` best candidates (:func:`_top_candidates`). A float32 score of
     unit rows is within ``b = (d + 3) 2⁻²⁴`` of the float64 one (any summation order), so when a
     row's k-th and (k+1)-th float32 scores differ by more than ``2b`` its float32 top k is the
-    float64 top k. Other rows (near-ties) have their candidates re-scored in float64; when even
+    float64 top k. Other rows (near-ties) take their ``2k + 8`` best candidates from the same
+    block and have them re-scored in float64; when even
     the k-th float64 score is within ``b`` of the last candidate's (duplicates, many near-ties)
     the row is redone from its full float64 row of scores. Memory: the float32 unit rows
     (``4 n d`` bytes) plus one score block.
@@ -853,17 +854,19 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
         stop = min(start + block, n)
         similar = screen[start:stop] @ screen.T
         similar[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        proposed, screened = _top_candidates(similar, candidates)
-        indices[start:stop] = proposed[:, :k]
         if candidates == k:  # every other row is a neighbour
+            indices[start:stop] = _top_candidates(similar, k)[0]
             continue
+        proposed, screened = _top_candidates(similar, k + 1)  # enough for the clear rows
+        indices[start:stop] = proposed[:, :k]
         unclear = np.flatnonzero(screened[:, k - 1] - screened[:, k] <= 2 * bound)
         if unclear.size:
-            exact = _cosine_pairs(unit, start + unclear, proposed[unclear])
-            order = np.lexsort((proposed[unclear], -exact))[:, :k]
-            indices[start + unclear] = np.take_along_axis(proposed[unclear], order, axis=1)
+            proposed, screened = _top_candidates(similar[unclear], candidates)
+            exact = _cosine_pairs(unit, start + unclear, proposed)
+            order = np.lexsort((proposed, -exact))[:, :k]
+            indices[start + unclear] = np.take_along_axis(proposed, order, axis=1)
             kth = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
-            unsure = kth - screened[unclear, -1] <= bound
+            unsure = kth - screened[:, -1] <= bound
             redo.extend(start + unclear[unsure])
     if redo:
         _exact_neighbours(unit, np.asarray(redo), k, indices)
