@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from resonance import stats
 from resonance.experiments import semantic_routing as sr
 from resonance.runs import plateau_gates
 
@@ -27,8 +28,9 @@ def _tables(sra_shift=0.0, n_seeds=5, plateau=True, seed=0):
             for layer in (0, 1):
                 util.append({"arm": arm, "seed": s, "layer": layer, "dead_frac": 0.0,
                              "low_frac": 0.0, "entropy": 0.95, "max_share": 0.1})
-                for labels in ("class", "token"):
+                for labels in sr.LABELS:
                     spec.append({"arm": arm, "seed": s, "layer": layer, "labels": labels,
+                                 "n_tokens": 500 if labels == "supersense" else 2000,
                                  "nmi_excess": 0.1 + 0.01 * rng.standard_normal(),
                                  "nmi_p": 0.01, "n_null": 99})
                 if arm.startswith("sra"):
@@ -54,6 +56,8 @@ def test_equal_routers_are_equivalent_not_a_win():
     assert meta["val_ppl_sra_vs_linear_rel_equivalent"]
     text = sr.verdict(meta)
     assert text.startswith("SRA and the linear router are equivalent")
+    assert "WordNet supersenses of whole words SRA − linear" in text
+    assert meta["n_supersense_tokens"] == 500 and meta["n_val_tokens"] == 2000
     assert "lower" in sr._judge(meta, "sra", "dense_active")  # dense is 4 % worse here
 
 
@@ -70,7 +74,7 @@ def test_a_failed_plateau_makes_it_untestable():
 
 def test_paired_difference_needs_two_seeds_and_arms_share_data():
     with pytest.raises(ValueError, match=">= 2 shared seeds"):
-        sr.paired_difference(pd.Series([1.0]), pd.Series([2.0]))
+        stats.paired_difference(pd.Series([1.0]), pd.Series([2.0]))
     config = {**sr.SIZES["paper"], "seed": 0}
     a, b = sr.train_config(config, "sra", 3), sr.train_config(config, "linear", 3)
     assert (a.seed, a.tokens, a.batch_size) == (b.seed, b.tokens, b.batch_size)

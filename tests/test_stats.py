@@ -175,3 +175,24 @@ def test_interval_class_reads_the_interval_not_the_point():
     assert stats.interval_class(0.1, 0.3) == "worse"
     assert stats.interval_class(-0.1, 0.1, equivalent=True) == "equivalent"
     assert stats.interval_class(-0.1, 0.1) == "undecided"
+
+
+def test_seed_pair_difference_redraws_seeds_shared_by_both_groups():
+    import pandas as pd
+    rows = [{"arm": arm, "seed_a": a, "seed_b": b, "layer": layer,
+             "cka": base + 0.01 * (a + b) + 0.001 * layer}
+            for arm, base in (("x", 0.8), ("y", 0.7)) for a in range(5) for b in range(a + 1, 5)
+            for layer in (0, 1)]
+    out = stats.seed_pair_difference(pd.DataFrame(rows), "arm", "cka", "x", "y", n_boot=200)
+    assert out["diff"] == pytest.approx(0.1)  # the seed effects are shared: they cancel
+    assert out["ci_low"] == pytest.approx(0.1) and out["ci_high"] == pytest.approx(0.1)
+    assert out["cka_a"] > out["cka_b"]
+
+
+def test_paired_difference_tost_needs_the_interval_inside_the_margin():
+    import pandas as pd
+    a = pd.Series([1.00, 1.01, 0.99, 1.00, 1.005])
+    close = stats.paired_difference(a, a - 0.001, margin=0.05)
+    assert close["equivalent"] and close["tost_p"] < 0.05 and close["n_seeds"] == 5
+    far = stats.paired_difference(a, a - 0.2 + 0.01 * np.arange(5), margin=0.05)
+    assert not far["equivalent"] and far["ci_low"] > 0

@@ -454,6 +454,55 @@ def paired_effect(treat: Sequence[float], ref: Sequence[float],
     return out
 
 
+def paired_difference(a, b, margin: float | None = None) -> dict[str, Any]:
+    """Mean of ``a − b`` over the seeds both have (pandas Series indexed by seed) with a 95 %
+    t interval over seeds (``diff``, ``ci_low``, ``ci_high``, ``n_seeds``, ``n_better``: seeds
+    where ``a`` is lower); with ``margin``, TOST equivalence at 5 % (``tost_p``, and
+    ``equivalent``: the 90 % t interval inside ``±margin``). Needs >= 2 shared seeds."""
+    d = (a - b).dropna()
+    if len(d) < 2:
+        raise ValueError(f"a paired difference needs >= 2 shared seeds, got {len(d)}")
+    mean, low, high = mean_ci(d.to_numpy())
+    out: dict[str, Any] = {"diff": mean, "ci_low": low, "ci_high": high, "n_seeds": int(len(d)),
+                           "n_better": int((d < 0).sum())}
+    if margin is not None:
+        _, l90, h90 = mean_ci(d.to_numpy(), 0.90)
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        p = max(_stats.t.sf((mean + margin) / se, len(d) - 1),
+                _stats.t.sf((margin - mean) / se, len(d) - 1)) if se > 0 else 0.0
+        out.update({"tost_p": float(p), "equivalent": bool(-margin < l90 and h90 < margin)})
+    return out
+
+
+def seed_pair_difference(table, group: str, value: str, a, b, n_boot: int = 2000,
+                         seed: int = 0xCA) -> dict[str, float]:
+    """Mean of a cross-seed statistic (``table`` rows: ``group``, ``seed_a``, ``seed_b``,
+    ``value``; several rows per pair, e.g. layers, are averaged) for group ``a`` minus group
+    ``b``, with a percentile bootstrap that redraws the seeds, shared by both groups, and uses
+    only pairs of distinct draws. Returns ``{value}_a`` and ``{value}_b`` (the two means),
+    ``diff``, ``ci_low``, ``ci_high``."""
+    mats = {}
+    for name in (a, b):
+        t = table[table[group] == name].groupby(["seed_a", "seed_b"])[value].mean()
+        seeds = sorted(set(t.index.get_level_values(0)) | set(t.index.get_level_values(1)))
+        m = np.full((len(seeds), len(seeds)), np.nan)
+        for (i, j), v in t.items():
+            m[seeds.index(i), seeds.index(j)] = m[seeds.index(j), seeds.index(i)] = v
+        mats[name] = m
+    k = len(mats[a])
+    point = float(np.nanmean(mats[a]) - np.nanmean(mats[b]))
+    rng, reps = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        d = rng.integers(0, k, k)
+        same = d[:, None] == d[None, :]
+        grids = [np.where(same, np.nan, mats[x][np.ix_(d, d)]) for x in (a, b)]
+        if np.isfinite(grids[0]).any():
+            reps.append(np.nanmean(grids[0]) - np.nanmean(grids[1]))
+    low, high = percentile_ci(reps)
+    return {f"{value}_a": float(np.nanmean(mats[a])), f"{value}_b": float(np.nanmean(mats[b])),
+            "diff": point, "ci_low": low, "ci_high": high}
+
+
 def cross_within_bootstrap(pairs, seeds: Sequence[int], n_boot: int, seed: int = 0):
     """A similarity between two models across seeds (``cross``) and of each model with itself
     from another seed (``within_A``, ``within_S``), with 95 % intervals from a bootstrap that
