@@ -3,10 +3,14 @@
 For gpt2 / llama / gru at two rungs of :func:`resonance.models.size_ladder` (parameter-matched
 to gpt2, so the gru is wider): tokens per second of full AdamW training steps (the same
 ``_step`` as :func:`resonance.train.train`; batch 16 x context 128, synthetic tokens, vocab 4096)
-at 1 thread and at torch's default thread count, and that rate as a fraction of the machine's
-measured float32 matmul rate (a 2048^3 ``torch.matmul``), counting 6 x params x tokens FLOPs
-per trained token (the tied head included; attention's own FLOPs and the GRU's sequential
-structure ignored). Prints a table, writes ``benchmarks/results/train.json``.
+at 1 thread, at torch's default thread count, and as two single-threaded processes side by
+side (``workers=2``: how :func:`resonance.runs.train_many` and ``make reproduce`` use the two
+cores; their tokens per second are summed), and that rate as a fraction of the machine's
+measured float32 matmul rate (a 2048^3 ``torch.matmul``) at the same thread count (twice the
+1-thread rate for two workers), counting 6 x params x tokens FLOPs per trained token (the tied
+head included; attention's own FLOPs and the GRU's sequential structure ignored). ``speedup``
+is each row's rate over the same model's 1-thread rate. Prints a table, writes
+``benchmarks/results/train.json``.
 
     python benchmarks/bench_train.py [--seconds 5]
 """
@@ -18,6 +22,8 @@ import json
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -71,6 +77,21 @@ def throughput(family: str, rung: dict, seconds: float) -> dict:
                 ms_per_step=1000 * elapsed / steps)
 
 
+def _single_threaded(family: str, rung: dict, seconds: float) -> dict:
+    torch.set_num_threads(1)
+    return throughput(family, rung, seconds)
+
+
+def side_by_side(family: str, rung: dict, seconds: float, workers: int = 2) -> dict:
+    """``workers`` single-threaded processes training the same model at once; rates summed."""
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        parts = list(pool.map(_single_threaded, [family] * workers, [rung] * workers,
+                              [seconds] * workers))
+    tokens_per_s = sum(p["tokens_per_s"] for p in parts)
+    return dict(steps=sum(p["steps"] for p in parts), seconds=max(p["seconds"] for p in parts),
+                tokens_per_s=tokens_per_s, ms_per_step=1000 * BATCH * CONTEXT / tokens_per_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per case")
@@ -85,24 +106,28 @@ def main() -> None:
     for size, index in RUNGS.items():
         for family in models.FAMILIES:
             rung = next(r for r in models.size_ladder(family) if r["rung"] == index)
-            for threads in thread_counts:
+            modes = [(threads, 1) for threads in thread_counts] + [(1, 2)]
+            for threads, workers in modes:
                 torch.set_num_threads(threads)
-                m = throughput(family, rung, args.seconds)
+                m = (throughput(family, rung, args.seconds) if workers == 1
+                     else side_by_side(family, rung, args.seconds, workers))
                 achieved = 6 * rung["params"] * m["tokens_per_s"] / 1e9
                 rows.append(dict(size=size, family=family, d_model=rung["d_model"],
                                  n_layers=rung["n_layers"], params=rung["params"],
-                                 threads=threads, **m, train_gflops=achieved,
-                                 fraction_of_matmul=achieved / peak[threads]))
+                                 threads=threads, workers=workers, **m, train_gflops=achieved))
                 r = rows[-1]
                 print(f"{size:6s} {family:5s} d={r['d_model']:<3d} L={r['n_layers']} "
-                      f"{r['params']:>9,d} params  {threads} thr  {r['tokens_per_s']:>8,.0f} tok/s"
-                      f"  {r['ms_per_step']:7.1f} ms/step  {r['train_gflops']:6.2f} GFLOP/s  "
-                      f"{100 * r['fraction_of_matmul']:5.1f} % of matmul (so far)", flush=True)
+                      f"{r['params']:>9,d} params  {threads} thr x {workers}  "
+                      f"{r['tokens_per_s']:>8,.0f} tok/s  {r['ms_per_step']:7.1f} ms/step  "
+                      f"{r['train_gflops']:6.2f} GFLOP/s", flush=True)
     for threads in thread_counts:  # again at the end: the best of both (the machine may be busy)
         torch.set_num_threads(threads)
         peak[threads] = max(peak[threads], matmul_gflops())
     for r in rows:
-        r["fraction_of_matmul"] = r["train_gflops"] / peak[r["threads"]]
+        r["fraction_of_matmul"] = r["train_gflops"] / (r["workers"] * peak[r["threads"]])
+        one = next(o for o in rows if o["family"] == r["family"] and o["size"] == r["size"]
+                   and o["threads"] == 1 and o["workers"] == 1)
+        r["speedup"] = r["tokens_per_s"] / one["tokens_per_s"]
     torch.set_num_threads(default_threads)
     print("\nmatmul float32 2048^3: " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s"
                                                   for t, g in peak.items()))
@@ -118,10 +143,11 @@ def main() -> None:
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print("\nsize   family  d   L     params  threads   tok/s   % of matmul")
+    print("\nsize   family  d   L     params  threads workers   tok/s  speedup  % of matmul")
     for r in rows:
         print(f"{r['size']:6s} {r['family']:6s} {r['d_model']:<3d} {r['n_layers']} "
-              f"{r['params']:>10,d}  {r['threads']:>7d}  {r['tokens_per_s']:>7,.0f}  "
+              f"{r['params']:>10,d}  {r['threads']:>7d} {r['workers']:>7d}  "
+              f"{r['tokens_per_s']:>7,.0f}  {r['speedup']:6.2f}x  "
               f"{100 * r['fraction_of_matmul']:10.1f}")
     print(f"wrote {OUT}")
 

@@ -202,8 +202,10 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     n_jobs = int(config.get("n_jobs", 1))
     if n_jobs > 1:
         from joblib import Parallel, delayed
+        from joblib.externals.loky import get_reusable_executor
 
         results = Parallel(n_jobs=n_jobs, backend="loky")(delayed(process_run)(*a) for a in args)
+        get_reusable_executor().shutdown(wait=True)  # reaped, the workers' CPU time is recorded
     else:
         results = [process_run(*a) for a in args]
     tables = {name: pd.DataFrame([row for r in results for row in r[name]])
