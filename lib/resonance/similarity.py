@@ -832,9 +832,9 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
     unit rows is within ``b = (d + 3) 2⁻²⁴`` of the float64 one (any summation order), so when a
     row's k-th and (k+1)-th float32 scores differ by more than ``2b`` its float32 top k is the
     float64 top k. Other rows (near-ties) take their ``2k + 8`` best candidates from the same
-    block and have them re-scored in float64; when even
-    the k-th float64 score is within ``b`` of the last candidate's (duplicates, many near-ties)
-    the row is redone from its full float64 row of scores. Memory: the float32 unit rows
+    block and have those within ``2b`` of the k-th float32 score (the only ones that can be in
+    the top k) re-scored in float64; when even the last candidate is one of those (duplicates,
+    many near-ties) the row is redone from its full float64 row of scores. Memory: the float32 unit rows
     (``4 n d`` bytes) plus one score block.
     """
     k = positive_int(k, "k")
@@ -862,20 +862,33 @@ def _cosine_neighbours(X: np.ndarray, k: int, clamp_quantile: float | None, name
         unclear = np.flatnonzero(screened[:, k - 1] - screened[:, k] <= 2 * bound)
         if unclear.size:
             proposed, screened = _top_candidates(similar[unclear], candidates)
-            exact = _cosine_pairs(unit, start + unclear, proposed)
+            # only candidates within 2b of the k-th float32 score can be among the top k
+            contender = screened >= screened[:, k - 1:k] - 2 * bound
+            exact = np.full(proposed.shape, -np.inf)
+            queries = np.broadcast_to((start + unclear)[:, None], proposed.shape)
+            exact[contender] = _cosine_pairs(unit, queries[contender], proposed[contender])
             order = np.lexsort((proposed, -exact))[:, :k]
             indices[start + unclear] = np.take_along_axis(proposed, order, axis=1)
-            kth = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
-            unsure = kth - screened[:, -1] <= bound
-            redo.extend(start + unclear[unsure])
+            redo.extend(start + unclear[contender[:, -1]])  # contenders beyond the candidates
     if redo:
         _exact_neighbours(unit, np.asarray(redo), k, indices)
     return indices, (_cosine_pairs(unit, np.arange(n), indices) if values else None)
 
 
 def _cosine_pairs(unit: _UnitRows, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Float64 cosines of ``rows[i]`` with each of ``columns[i, :]``, ``(len rows, c)``."""
-    d, count = unit.values.shape[1], columns.shape[1]
+    """Float64 cosines of ``rows[i]`` with each of ``columns[i, :]``, ``(len rows, c)``; with
+    1-D ``columns``, of each pair ``(rows[i], columns[i])``, ``(len rows,)``."""
+    d = unit.values.shape[1]
+    if columns.ndim == 1:  # pairs; each distinct query row is made once per chunk
+        out = np.empty(columns.shape)
+        step = max(1, _SCORE_ELEMENTS // (4 * d))
+        for first in range(0, rows.size, step):
+            chunk = slice(first, first + step)
+            distinct, inverse = np.unique(rows[chunk], return_inverse=True)
+            out[chunk] = np.einsum("pd,pd->p", unit.rows(distinct)[inverse],
+                                   unit.rows(columns[chunk]))
+        return out
+    count = columns.shape[1]
     step = max(1, _SCORE_ELEMENTS // (4 * count * d))
     out = np.empty(columns.shape)
     for first in range(0, rows.size, step):
