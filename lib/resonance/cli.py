@@ -195,6 +195,17 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"compare": _run_comp
                                                             "sweep": _run_sweep}
 
 
+def _show_progress_messages() -> None:
+    """The library's INFO messages (e.g. a training run waiting for another process's lock) on
+    stderr, once."""
+    import logging
+
+    log = logging.getLogger("resonance")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; bad input exits with status 2 and one line."""
     from .comparison import offline_by_default
@@ -203,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_progress_messages()
     from .zoo import HubUnreachableError, ZooUnavailableError
     try:
         return args.run(args)

@@ -44,6 +44,7 @@ for auxiliary objectives).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -619,15 +620,18 @@ class NumericsChangedError(RuntimeError):
 
 
 _HELD_LOCKS: set[str] = set()
+_log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def run_lock(config: TrainConfig):
     """Hold ``runs/<name>.lock`` exclusively (``fcntl.flock``) while training ``config``.
 
-    A second process on the same config waits (with a warning naming the holder), then finds
-    the finished run; a concurrent ``force=True`` waits too, so it never deletes checkpoints
-    under a running job. The lock file sits beside the run folder (``force`` removes that).
+    A second process on the same config waits, then finds the finished run; a concurrent
+    ``force=True`` waits too, so it never deletes checkpoints under a running job. The wait is
+    logged (INFO, logger ``resonance.train``, naming the holder; the CLI shows it): notebooks
+    run side by side wait on each other's models by design, and their outputs stay clean. The
+    lock file sits beside the run folder (``force`` removes that).
     """
     try:
         import fcntl
@@ -645,8 +649,8 @@ def run_lock(config: TrainConfig):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            warnings.warn(f"run {config.name} is being trained by process {holder} (lock "
-                          f"{path}); waiting for it to finish", RuntimeWarning, stacklevel=3)
+            _log.info("run %s is being trained by process %s (lock %s); waiting for it to "
+                      "finish", config.name, holder, path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
