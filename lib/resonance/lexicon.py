@@ -12,7 +12,7 @@ never tags (``the``, ``unto``, ``hath``) have none.
 >>> table = word_supersenses()
 >>> supersense("said", table)               # 'verb.communication'
 >>> token_supersenses(["ĠLord", "Ġthe", "ĠLo", "rd"], next_is_piece=[False, False, True, False])
-array(['noun.person', '', '', ''], dtype='<U22')   # "ĠLo" starts a longer word: unlabelled
+array(['noun.person', '', '', ''], dtype='<U18')   # "ĠLo" starts a longer word: unlabelled
 """
 
 from __future__ import annotations
