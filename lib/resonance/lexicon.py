@@ -102,14 +102,16 @@ def token_supersenses(tokens: Sequence[str], next_is_piece: Sequence[bool],
 
     ``tokens`` (n,) are token strings (``Ġ`` marks a word start); ``next_is_piece`` (n,) says
     whether the token after each continues its word (then the token is only the start of a
-    longer word and stays unlabelled). Only word-start tokens of letters are looked up.
+    longer word and stays unlabelled). Only word-start tokens of letters are looked up, each
+    distinct token once.
     """
     if len(tokens) != len(next_is_piece):
         raise ValueError(f"{len(tokens)} tokens but {len(next_is_piece)} next_is_piece flags")
     lexicon = lexicon or word_supersenses()
-    out = np.full(len(tokens), "", dtype=f"<U{max(map(len, LEXNAMES))}")
-    for i, (token, continued) in enumerate(zip(tokens, next_is_piece)):
-        body = token[1:]
-        if token.startswith("Ġ") and body.isalpha() and body.isascii() and not continued:
-            out[i] = supersense(body, lexicon) or ""
+    distinct, inverse = np.unique(np.asarray(tokens, dtype=str), return_inverse=True)
+    width = f"<U{max(map(len, LEXNAMES))}"
+    senses = np.array([supersense(t[1:], lexicon) or "" if t.startswith("Ġ") and t[1:].isalpha()
+                       and t[1:].isascii() else "" for t in distinct], dtype=width)
+    out = senses[inverse.reshape(-1)] if len(tokens) else np.empty(0, dtype=width)
+    out[np.asarray(next_is_piece, dtype=bool)] = ""
     return out

@@ -136,11 +136,11 @@ def compute(config: dict) -> tuple[dict[str, pd.DataFrame], dict]:
     tokenizer, _, val = T._load_data(tc0)
     windows = T._val_windows(val, tc0)
     targets = windows[:, :-1].reshape(-1).numpy()   # the routed tokens
-    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    vocab = np.asarray(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
     classes = routing.token_classes(vocab)
     # a word-start token is a whole word unless the token after it continues the word
-    senses = lexicon.token_supersenses(vocab, np.zeros(len(vocab), bool))[targets]
-    senses[classes[windows[:, 1:].reshape(-1).numpy()] == "piece"] = ""
+    senses = lexicon.token_supersenses(vocab[targets],
+                                       classes[windows[:, 1:].reshape(-1).numpy()] == "piece")
     labellings = {"class": (classes[targets], slice(None)), "token": (targets, slice(None)),
                   "supersense": (senses, senses != "")}
     rng = np.random.default_rng([config["seed"], 0xC4A])
